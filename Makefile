@@ -1,0 +1,30 @@
+# Quick start: `make demo` (the toy-world main job) and `make test` (the test suite).
+# Both create .venv when missing and install ovdet in editable mode with its test extras.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ovdet-installed
+DATASETS ?= datasets
+TOYWORLD := $(DATASETS)/toyworld
+
+.PHONY: demo test toyworld clean-demo
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+$(TOYWORLD)/annotations/instances_train.json: | $(STAMP)
+	$(PY) -m ovdet.data.toyworld --out $(TOYWORLD) --split train --num-images 2000
+
+$(TOYWORLD)/annotations/instances_val.json: | $(STAMP)
+	$(PY) -m ovdet.data.toyworld --out $(TOYWORLD) --split val --num-images 500
+
+toyworld: $(TOYWORLD)/annotations/instances_train.json $(TOYWORLD)/annotations/instances_val.json
+
+demo: $(STAMP) toyworld
+	$(PY) tools/evaluate_clip.py --clip toyworld --dataset-root $(TOYWORLD) --split val
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
