@@ -45,9 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1000, help="seed of the training scenes")
     parser.add_argument("--checkpoint-period", type=int, default=50)
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt")
+    parser.add_argument("--probe-images", type=int, default=600,
+                        help="held-out images of the zero-shot probe (half as many for the dense one)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args(argv)
-    for name in ("steps", "batch_size", "num_pairs", "checkpoint_period"):
+    for name in ("steps", "batch_size", "num_pairs", "checkpoint_period", "probe_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     return args
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     model.eval()
     bundle = CLIPBundle(model=model, tokenizer=tokenizer, preprocess=preprocess, name=args.model,
                         pretrained=None)
-    metrics = {"zero_shot": zero_shot_accuracy(bundle), "dense_patch": dense_patch_accuracy(bundle),
+    metrics = {"zero_shot": zero_shot_accuracy(bundle, args.probe_images),
+               "dense_patch": dense_patch_accuracy(bundle, max(1, args.probe_images // 2)),
                "train_seconds": round(train_seconds, 1), "args": vars(args),
                "machine": f"{platform.processor() or platform.machine()}, "
                           f"{torch.get_num_threads()} threads, torch {torch.__version__}"}
