@@ -23,8 +23,17 @@ $(TOYWORLD)/annotations/instances_val.json: | $(STAMP)
 
 toyworld: $(TOYWORLD)/annotations/instances_train.json $(TOYWORLD)/annotations/instances_val.json
 
+DEMO_DIR ?= output/demo
+
+# The main job: measure the toy CLIP, train on base boxes, evaluate with and without the CLIP
+# region-score ensemble. Re-running retrains from scratch.
 demo: $(STAMP) toyworld
 	$(PY) tools/evaluate_clip.py --clip toyworld --dataset-root $(TOYWORLD) --split val
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file configs/toyworld/ovrcnn_base.yaml \
+		OUTPUT_DIR $(DEMO_DIR)
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file $(DEMO_DIR)/config.yaml --eval-only \
+		MODEL.WEIGHTS $(DEMO_DIR)/model_final.pth MODEL.OPEN_VOCAB.USE_CLIP_ENSEMBLE False \
+		OUTPUT_DIR $(DEMO_DIR)/no_ensemble
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -19,7 +19,7 @@ setup(
         "lvis>=0.5.3",
         "scipy>=1.10",
         "numpy>=1.24",
-        "pillow>=10.0",
+        "pillow>=10.1",
         "tqdm>=4.66",
     ],
     extras_require={"test": ["pytest>=7.4"]},

@@ -26,3 +26,44 @@ def toy_clip():
     from ovdet.clip import load_clip
 
     return load_clip("toyworld")
+
+
+TINY_DETECTOR = [
+    "MODEL.CLIP.NAME", "ovdet-test-vit-t8", "MODEL.CLIP.KEEP_LAST_BLOCKS", "2",
+    "MODEL.BACKBONE.OUT_CHANNELS", "16", "MODEL.RPN.ANCHOR_SIZES", "(8, 16, 32, 64)",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "30",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.HIDDEN_DIM", "32",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "MODEL.ROI_MASK_HEAD.CONV_DIM", "8", "MODEL.ROI_MASK_HEAD.NUM_CONV", "1",
+    "INPUT.MIN_SIZE", "64", "INPUT.MAX_SIZE", "64", "DATALOADER.NUM_WORKERS", "0",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.01", "SOLVER.WARMUP_ITERS", "1",
+    "SOLVER.STEPS", "(3,)", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2",
+    "TEST.IMS_PER_BATCH", "4", "SEED", "3",
+]
+
+
+@pytest.fixture()
+def tiny_cfg():
+    """A config of a tiny detector on the random tiny CLIP (64 px inputs)."""
+    from ovdet.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_list(TINY_DETECTOR)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """A toy world of 64-px images (train 12, val 6) registered as tiny_train / tiny_val."""
+    from ovdet.data import register_coco_instances
+    from ovdet.data.toyworld import write_split
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    for split, count in (("train", 12), ("val", 6)):
+        write_split(root, split, count, seed=77, size=64, workers=1, progress=False)
+    register_coco_instances("tiny_train", str(root / "annotations/instances_train.json"),
+                            str(root / "train"), keep="base")
+    register_coco_instances("tiny_val", str(root / "annotations/instances_val.json"),
+                            str(root / "val"))
+    return root

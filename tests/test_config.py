@@ -95,7 +95,7 @@ def test_configurable_from_config_or_kwargs():
 
 
 def test_registry_unknown_name_lists_known():
-    with pytest.raises(ConfigError, match="CLIPViTBackbone"):
+    with pytest.raises(ConfigError, match="CLIPViTSimpleFPN"):
         build_from_registry(BACKBONE_REGISTRY, "NoSuchBackbone", get_cfg())
 
 
@@ -103,13 +103,17 @@ def test_backbone_builds_from_config_frozen_by_default():
     from ovdet.modeling import build_backbone
 
     cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.BACKBONE.OUT_CHANNELS", "16"])
     backbone = build_backbone(cfg)
-    assert not any(p.requires_grad for p in backbone.parameters())
+    trunk_parameters = set(backbone.trunk.parameters())
+    assert not any(p.requires_grad for p in trunk_parameters)
+    assert all(p.requires_grad for p in backbone.levels.parameters())
     cfg.merge_from_list(["MODEL.BACKBONE.TRAINABLE_BLOCKS", "1"])
     backbone = build_backbone(cfg)
-    trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in backbone.trunk.named_parameters() if p.requires_grad}
     last = len(backbone.trunk.visual.transformer.resblocks) - 1
-    assert trainable and all(f"resblocks.{last}." in n or "ln_post" in n or n.endswith("proj")
-                             for n in trainable)
-    output = backbone(torch.zeros(1, 3, 64, 96))
+    assert trainable and all(f"resblocks.{last}." in n for n in trainable)
+    output, pyramid = backbone(torch.zeros(1, 3, 64, 96))
     assert output.grid == (8, 12) and len(output.kept) == cfg.MODEL.CLIP.KEEP_LAST_BLOCKS
+    assert {k: tuple(v.shape) for k, v in pyramid.items()} == {
+        "p2": (1, 16, 16, 24), "p3": (1, 16, 8, 12), "p4": (1, 16, 4, 6), "p5": (1, 16, 2, 3)}

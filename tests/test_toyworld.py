@@ -51,7 +51,8 @@ def test_instances_load_with_pycocotools_and_boxes_match_masks(world):
     assert {c["split"] for c in categories} == {"base", "novel"}
     assert sum(c["split"] == "novel" for c in categories) == 4
     anns = coco.loadAnns(coco.getAnnIds())
-    assert len(anns) >= NUM
+    ids = [a["id"] for a in load(world, "instances")["annotations"]]
+    assert len(anns) >= NUM and ids == list(range(1, len(ids) + 1))  # unique, consecutive
     for ann in anns:
         image = coco.loadImgs(ann["image_id"])[0]
         mask = coco.annToMask(ann).astype(bool)

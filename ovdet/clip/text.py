@@ -41,7 +41,7 @@ def default_cache_dir() -> Path:
 @torch.no_grad()
 def encode_texts(clip: CLIPBundle, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """(N, D) L2-normalised CLIP embeddings of ``texts``."""
-    device = next(clip.model.parameters()).device
+    device = next(p for n, p in clip.model.named_parameters() if not n.startswith("visual.")).device
     chunks = [clip.model.encode_text(clip.tokenizer(list(texts[i:i + batch_size])).to(device))
               for i in range(0, len(texts), batch_size)]
     return F.normalize(torch.cat(chunks).float(), dim=-1)

@@ -21,9 +21,15 @@ def _global_defaults() -> CfgNode:
 def get_cfg() -> CfgNode:
     """A fresh config with every default; YAML files and ``KEY VALUE`` lists merge into it."""
     from ..clip.config import add_clip_config
+    from ..data.config import add_data_config
+    from ..engine.config import add_engine_config
     from ..modeling.backbone.config import add_backbone_config
+    from ..modeling.meta_arch.ov_rcnn import add_open_vocab_config
+    from ..modeling.proposal.rpn import add_rpn_config
+    from ..modeling.roi_heads.open_vocab_heads import add_roi_heads_config
 
     cfg = _global_defaults()
-    add_clip_config(cfg)
-    add_backbone_config(cfg)
+    for add in (add_clip_config, add_backbone_config, add_rpn_config, add_roi_heads_config,
+                add_open_vocab_config, add_data_config, add_engine_config):
+        add(cfg)
     return cfg.clone()

@@ -31,8 +31,16 @@ def build_from_registry(registry: Registry, name: str, cfg: CfgNode, *args: Any)
     return registry.get(name)(cfg, *args)
 
 
-def build_backbone(cfg: CfgNode) -> Any:
+def build_backbone(cfg: CfgNode, *args: Any) -> Any:
     """The backbone named by ``cfg.MODEL.BACKBONE.NAME``."""
     from . import backbone  # noqa: F401  (registers the backbones)
 
-    return build_from_registry(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg)
+    return build_from_registry(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg, *args)
+
+
+def build_model(cfg: CfgNode) -> Any:
+    """The meta-architecture named by ``cfg.MODEL.META_ARCHITECTURE``, on ``cfg.MODEL.DEVICE``."""
+    from . import meta_arch  # noqa: F401  (registers the meta-architectures)
+
+    model = build_from_registry(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, cfg)
+    return model.to(cfg.MODEL.DEVICE)

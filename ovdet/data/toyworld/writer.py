@@ -107,7 +107,8 @@ def write_split(out: str | Path, split: str, num_images: int, seed: int | None =
                 disable=not progress):
             images.append(image)
             captions.append({"id": image["id"], "image_id": image["id"], "caption": caption})
-            instances.extend({"id": len(instances) + k + 1, **a} for k, a in enumerate(image_instances))
+            first_id = len(instances) + 1
+            instances += [{"id": first_id + k, **a} for k, a in enumerate(image_instances)]
             panoptic.append(panoptic_record)
     annotations = out / "annotations"
     instances_file = annotations / f"instances_{split}.json"

@@ -1,4 +1,4 @@
 """Backbones on the shared CLIP trunk."""
-from .clip_vit import CLIPViTBackbone
+from .clip_vit_fpn import CLIPViTSimpleFPN
 
-__all__ = ["CLIPViTBackbone"]
+__all__ = ["CLIPViTSimpleFPN"]

@@ -1,0 +1,96 @@
+"""Named datasets: a catalog of loaders of dataset dicts, and their metadata.
+
+Dataset dicts follow detectron2's form::
+
+    {"file_name": str, "height": int, "width": int, "image_id": int,
+     "annotations": [{"bbox": [x, y, w, h], "bbox_mode": BoxMode.XYWH_ABS,
+                      "category_id": int (contiguous index into metadata.thing_classes),
+                      "segmentation": RLE dict | polygons | absent, "iscrowd": 0 | 1}]}
+
+Metadata of a dataset: ``thing_classes`` (names, contiguous order), ``class_splits`` ("base" or
+"novel" per class), ``thing_dataset_id_to_contiguous_id``, ``json_file``, ``image_root``,
+``evaluator_type`` ("coco" or "lvis").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Callable
+
+
+class BoxMode(IntEnum):
+    """How a box is written: corners (x1, y1, x2, y2) or corner and size (x, y, w, h), pixels."""
+
+    XYXY_ABS = 0
+    XYWH_ABS = 1
+
+
+@dataclass
+class Metadata:
+    """What is known of a dataset besides its dicts (module doc)."""
+
+    name: str
+    thing_classes: list[str] = field(default_factory=list)
+    class_splits: list[str] = field(default_factory=list)
+    thing_dataset_id_to_contiguous_id: dict[int, int] = field(default_factory=dict)
+    json_file: str = ""
+    image_root: str = ""
+    evaluator_type: str = "coco"
+    keep: str = "all"
+
+    @property
+    def base_classes(self) -> list[str]:
+        return [n for n, s in zip(self.thing_classes, self.class_splits) if s == "base"]
+
+    @property
+    def novel_classes(self) -> list[str]:
+        return [n for n, s in zip(self.thing_classes, self.class_splits) if s == "novel"]
+
+
+class UnknownDatasetError(KeyError):
+    """A dataset name that nobody registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _Catalog:
+    """Name -> (loader of dataset dicts, metadata factory); both are called lazily, so that
+    registering a dataset whose files are absent costs nothing until it is used."""
+
+    def __init__(self) -> None:
+        self._loaders: dict[str, Callable[[], list[dict]]] = {}
+        self._metadata: dict[str, Callable[[], Metadata]] = {}
+        self._metadata_cache: dict[str, Metadata] = {}
+
+    def register(self, name: str, loader: Callable[[], list[dict]],
+                 metadata: Callable[[], Metadata]) -> None:
+        self._loaders[name] = loader
+        self._metadata[name] = metadata
+        self._metadata_cache.pop(name, None)
+
+    def _check(self, name: str) -> None:
+        if name not in self._loaders:
+            known = ", ".join(sorted(self._loaders)) or "none"
+            raise UnknownDatasetError(f"dataset {name!r} is not registered; registered: {known}. "
+                           "Register your own with ovdet.data.register_coco_instances(...)")
+
+    def get(self, name: str) -> list[dict]:
+        """The dataset dicts of ``name`` (loaded now)."""
+        self._check(name)
+        return self._loaders[name]()
+
+    def metadata(self, name: str) -> Metadata:
+        self._check(name)
+        if name not in self._metadata_cache:
+            self._metadata_cache[name] = self._metadata[name]()
+        return self._metadata_cache[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._loaders)
+
+    def __contains__(self, name: Any) -> bool:
+        return name in self._loaders
+
+
+DatasetCatalog = _Catalog()

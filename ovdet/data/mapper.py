@@ -1,0 +1,129 @@
+"""Dataset dict -> model input, with torchvision ``transforms.v2`` keeping boxes and masks in step.
+
+Model input (one image)::
+
+    {"image": uint8 (3, H, W) after resizing, "height": int, "width": int (original size),
+     "image_id": int, "file_name": str,
+     "instances": {"boxes": float (N, 4) xyxy in resized pixels, "classes": int64 (N,),
+                   "masks": bool (N, H, W)}}          # "instances" only when training
+
+Training drops crowd annotations and boxes that augmentation leaves empty; images whose file
+cannot be read raise :class:`~ovdet.data.image_io.ImageReadError` (callers log and skip them).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from ..config import CfgNode, configurable
+from .catalog import BoxMode
+from .image_io import read_image
+
+
+def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
+    """COCO polygons, uncompressed or compressed RLE -> (height, width) bool mask."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    return mask_utils.decode(rle).astype(bool)
+
+
+def box_to_xyxy(bbox: list[float], mode: BoxMode) -> list[float]:
+    x, y, a, b = bbox
+    return [x, y, x + a, y + b] if mode == BoxMode.XYWH_ABS else [x, y, a, b]
+
+
+class DatasetMapper:
+    """Reads the image, applies the transforms, builds the model input (module doc).
+
+    Args:
+        is_train: training (random flip, optional scale jitter, targets) or inference (resize).
+        min_size: length of the shorter image side after resizing...
+        max_size: ...unless that makes the longer side exceed this cap (detectron2's
+            ResizeShortestEdge).
+        flip: probability of a horizontal flip when training.
+        scale_jitter: ``(low, high)`` large-scale-jitter range around ``min_size`` when training
+            (then a random crop back to at most ``min_size`` x ``max_size``); ``None`` disables it.
+        with_masks: decode segmentations into masks.
+    """
+
+    @configurable
+    def __init__(self, *, is_train: bool, min_size: int, max_size: int, flip: float = 0.5,
+                 scale_jitter: tuple[float, float] | None = None, with_masks: bool = True) -> None:
+        self.is_train = is_train
+        self.with_masks = with_masks
+        steps: list = []
+        if is_train and scale_jitter is not None:
+            steps += [v2.ScaleJitter((min_size, min_size), scale_range=tuple(scale_jitter)),
+                      v2.RandomCrop((min_size, min_size), pad_if_needed=True)]
+        elif max_size > min_size:
+            steps.append(v2.Resize(min_size, max_size=max_size))
+        else:  # the cap binds for every shape: scale the longer side to max_size
+            steps.append(v2.Resize(size=None, max_size=max_size))
+        if is_train and flip > 0:
+            steps.append(v2.RandomHorizontalFlip(flip))
+        if is_train:
+            steps.append(v2.ClampBoundingBoxes())
+        self.transforms = v2.Compose(steps)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool) -> dict:
+        jitter = tuple(cfg.INPUT.SCALE_JITTER) if cfg.INPUT.SCALE_JITTER else None
+        return {"is_train": is_train, "min_size": cfg.INPUT.MIN_SIZE, "max_size": cfg.INPUT.MAX_SIZE,
+                "flip": cfg.INPUT.FLIP_PROB, "scale_jitter": jitter,
+                "with_masks": cfg.MODEL.MASK_ON}
+
+    def map_image(self, image: np.ndarray, **info) -> dict:
+        """An (H, W, 3) uint8 RGB array -> inference input (resized), with ``info`` copied in."""
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        return {"image": self.transforms(tensor), "height": tensor.shape[1],
+                "width": tensor.shape[2], **info}
+
+    def __call__(self, record: dict) -> dict:
+        array = read_image(record["file_name"])
+        height, width = array.shape[:2]
+        if (height, width) != (record["height"], record["width"]):
+            raise ValueError(f"{record['file_name']}: image is {width}x{height} but its "
+                             f"annotation says {record['width']}x{record['height']}")
+        if not self.is_train:
+            return self.map_image(array, image_id=record["image_id"], file_name=record["file_name"])
+        image = torch.from_numpy(array).permute(2, 0, 1)
+        output = {"height": height, "width": width, "image_id": record["image_id"],
+                  "file_name": record["file_name"]}
+        annotations = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
+        boxes = tv_tensors.BoundingBoxes(
+            torch.tensor([box_to_xyxy(a["bbox"], a["bbox_mode"]) for a in annotations],
+                         dtype=torch.float32).reshape(-1, 4),
+            format="XYXY", canvas_size=(height, width))
+        classes = torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64)
+        sample = {"image": tv_tensors.Image(image), "boxes": boxes, "classes": classes}
+        if self.with_masks:
+            masks = [decode_segmentation(a["segmentation"], height, width) if "segmentation" in a
+                     else _box_mask(a, height, width) for a in annotations]
+            sample["masks"] = tv_tensors.Mask(torch.from_numpy(
+                np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)))
+        sample = self.transforms(sample)
+        boxes = sample["boxes"].as_subclass(torch.Tensor)
+        keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+        instances = {"boxes": boxes[keep], "classes": sample["classes"][keep]}
+        if self.with_masks:
+            instances["masks"] = sample["masks"].as_subclass(torch.Tensor)[keep].bool()
+        output["image"] = sample["image"].as_subclass(torch.Tensor)
+        output["instances"] = instances
+        return output
+
+
+def _box_mask(annotation: dict, height: int, width: int) -> np.ndarray:
+    """A box-shaped mask for an annotation without a segmentation."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box_to_xyxy(annotation["bbox"], annotation["bbox_mode"]))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[max(0, y1):max(0, y2), max(0, x1):max(0, x2)] = True
+    return mask

@@ -1,0 +1,173 @@
+"""The training loop: iteration-indexed data, fvcore schedules and checkpoints, exact resume.
+
+Outputs in ``OUTPUT_DIR``: ``config.yaml`` (the full config, seed resolved), ``model_XXXXXXX.pth``
+every ``SOLVER.CHECKPOINT_PERIOD`` iterations, ``model_final.pth``, ``last_checkpoint``,
+``metrics.json`` (one JSON object per line: iteration, losses, lr, seconds per iteration) and the
+evaluation files of :mod:`ovdet.engine.evaluation`.
+
+Resuming (``resume=True``) loads ``last_checkpoint`` with its optimizer state and iteration. Batch
+``i`` and every random draw of iteration ``i`` (RPN and RoI sampling) are seeded from
+``(SEED, i)``, so a run killed and resumed ends with the weights of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fvcore.common.checkpoint import PeriodicCheckpointer
+from fvcore.common.param_scheduler import (CompositeParamScheduler, ConstantParamScheduler,
+                                           CosineParamScheduler, LinearParamScheduler,
+                                           MultiStepParamScheduler, ParamScheduler)
+from torch import nn
+from tqdm import tqdm
+
+from ..config import CfgNode, ConfigError
+from ..data.catalog import DatasetCatalog
+from ..data.loader import build_train_loader
+from ..data.mapper import DatasetMapper
+from ..utils.io import atomic_open
+from .checkpoint import DetectorCheckpointer
+from .distributed import get_rank, get_world_size, is_main_process, unwrap
+from .evaluation import evaluate_datasets
+
+logger = logging.getLogger(__name__)
+
+
+def lr_schedule(cfg: CfgNode) -> ParamScheduler:
+    """lr multiplier as a function of training progress in [0, 1): linear warmup, then multistep
+    or cosine (fvcore schedulers)."""
+    solver = cfg.SOLVER
+    max_iter = solver.MAX_ITER
+    if solver.LR_SCHEDULE == "multistep":
+        main = MultiStepParamScheduler([solver.GAMMA**k for k in range(len(solver.STEPS) + 1)],
+                                       num_updates=max_iter, milestones=list(solver.STEPS))
+    elif solver.LR_SCHEDULE == "cosine":
+        main = CosineParamScheduler(1.0, 0.0)
+    else:
+        raise ConfigError(f"SOLVER.LR_SCHEDULE must be 'multistep' or 'cosine', "
+                          f"got {solver.LR_SCHEDULE!r}")
+    warmup = min(solver.WARMUP_ITERS, max_iter) / max_iter
+    if warmup <= 0:
+        return main
+    ramp = LinearParamScheduler(solver.WARMUP_FACTOR, 1.0) if solver.WARMUP_FACTOR < 1 \
+        else ConstantParamScheduler(1.0)
+    return CompositeParamScheduler([ramp, main], lengths=[warmup, 1 - warmup],
+                                   interval_scaling=["rescaled", "fixed"])
+
+
+def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD or AdamW over the trainable parameters; no weight decay on norms, biases, scalars."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": cfg.SOLVER.WEIGHT_DECAY},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.SOLVER.OPTIMIZER == "SGD":
+        return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
+    if cfg.SOLVER.OPTIMIZER == "AdamW":
+        return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR)
+    raise ConfigError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {cfg.SOLVER.OPTIMIZER!r}")
+
+
+def training_vocabulary(dataset_names: list[str]) -> list[str]:
+    """The class names of the training datasets (they must agree)."""
+    if not dataset_names:
+        raise ConfigError("DATASETS.TRAIN is empty: name at least one registered dataset")
+    vocabularies = {name: DatasetCatalog.metadata(name).thing_classes for name in dataset_names}
+    first = vocabularies[dataset_names[0]]
+    for name, classes in vocabularies.items():
+        if classes != first:
+            raise ConfigError(f"training datasets disagree on their classes: {dataset_names[0]} "
+                              f"has {first}, {name} has {classes}")
+    return list(first)
+
+
+def iteration_seed(seed: int, iteration: int, rank: int) -> int:
+    return int(np.random.default_rng([seed, iteration, rank, 7]).integers(2**62))
+
+
+class Trainer:
+    """Trains ``model`` as ``cfg`` says (module doc). ``model`` may be DDP-wrapped."""
+
+    def __init__(self, cfg: CfgNode, model: nn.Module, seed: int) -> None:
+        self.cfg, self.model, self.seed = cfg, model, seed
+        self.optimizer = build_optimizer(cfg, model)
+        self.schedule = lr_schedule(cfg)
+        self.output_dir = Path(cfg.OUTPUT_DIR)
+        self.checkpointer = DetectorCheckpointer(unwrap(model), str(self.output_dir),
+                                         save_to_disk=is_main_process(), optimizer=self.optimizer)
+        self.start_iter = 0
+
+    def resume_or_load(self, resume: bool) -> None:
+        """Continue from ``last_checkpoint`` (``resume``) or start from ``MODEL.WEIGHTS``."""
+        extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = int(extra.get("iteration", -1)) + 1
+            logger.info("resuming at iteration %d", self.start_iter)
+
+    def train(self) -> None:
+        cfg = self.cfg
+        max_iter, world = cfg.SOLVER.MAX_ITER, get_world_size()
+        if cfg.SOLVER.IMS_PER_BATCH % world:
+            raise ConfigError(f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} is not divisible "
+                              f"by the {world} processes")
+        records = [r for name in cfg.DATASETS.TRAIN for r in DatasetCatalog.get(name)]
+        loader = build_train_loader(records, DatasetMapper(cfg, True),
+                                    cfg.SOLVER.IMS_PER_BATCH // world, self.seed * 1000 + get_rank(),
+                                    self.start_iter, max_iter, cfg.DATALOADER.NUM_WORKERS)
+        periodic = PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter)
+        device = torch.device(cfg.MODEL.DEVICE)
+        amp = cfg.SOLVER.AMP and device.type == "cuda"
+        self.model.train()
+        metrics_file = self.output_dir / "metrics.json"
+        if is_main_process() and self.start_iter == 0:
+            metrics_file.write_text("")  # a fresh run starts a fresh log; a resumed one appends
+        bar = tqdm(range(self.start_iter, max_iter), initial=self.start_iter, total=max_iter,
+                   desc="training", unit="it", disable=not is_main_process(), dynamic_ncols=True)
+        for iteration in bar:
+            started = time.perf_counter()
+            batch = next(loader)
+            lr = cfg.SOLVER.BASE_LR * self.schedule(iteration / max_iter)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(iteration_seed(self.seed, iteration, get_rank()))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                losses = self.model(batch)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at iteration {iteration} "
+                    f"({ {k: round(v.item(), 4) for k, v in losses.items()} }); the last good "
+                    f"checkpoint is in {self.output_dir} (resume with --resume, perhaps with a "
+                    f"lower SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS)")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.SOLVER.CLIP_GRADIENTS > 0:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad], cfg.SOLVER.CLIP_GRADIENTS)
+            self.optimizer.step()
+            values = {k: round(v.item(), 5) for k, v in losses.items()}
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2g}")
+            if is_main_process() and (iteration % 20 == 0 or iteration == max_iter - 1):
+                with open(metrics_file, "a") as f:
+                    f.write(json.dumps({"iteration": iteration, "total_loss": round(loss.item(), 5),
+                                        **values, "lr": lr,
+                                        "time": round(time.perf_counter() - started, 4)}) + "\n")
+            periodic.step(iteration)
+            period = cfg.TEST.EVAL_PERIOD
+            if period > 0 and (iteration + 1) % period == 0 and iteration + 1 != max_iter:
+                evaluate_datasets(cfg, unwrap(self.model))
+                self.model.train()
+
+
+def write_config(cfg: CfgNode, path: Path) -> None:
+    """The full config as YAML, atomically."""
+    with atomic_open(path, "w") as f:
+        f.write(cfg.dump())
+

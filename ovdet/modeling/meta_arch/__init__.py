@@ -1,0 +1,4 @@
+"""Meta-architectures."""
+from .ov_rcnn import OpenVocabRCNN
+
+__all__ = ["OpenVocabRCNN"]

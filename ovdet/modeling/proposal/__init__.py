@@ -1,0 +1,4 @@
+"""Proposal generators."""
+from .rpn import RPN
+
+__all__ = ["RPN"]

@@ -1,0 +1,81 @@
+"""Class-agnostic region proposals: torchvision's RegionProposalNetwork, built from a config."""
+from __future__ import annotations
+
+import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import (RegionProposalNetwork, RPNHead,
+                                              concat_box_prediction_layers)
+
+from ...config import CfgNode, configurable
+from ..registry import PROPOSAL_GENERATOR_REGISTRY
+
+
+@PROPOSAL_GENERATOR_REGISTRY.register()
+class RPN(RegionProposalNetwork):
+    """torchvision's RPN, one anchor size per pyramid level.
+
+    ``forward(images: ImageList, features: dict[str, (B, C, H_l, W_l)], targets: list[{"boxes":
+    (N, 4) xyxy}] | None) -> (list of (P_b, 4) xyxy proposals, {"loss_objectness",
+    "loss_rpn_box_reg"})``; targets with no boxes are all background.
+    """
+
+    @configurable
+    def __init__(self, *, in_channels: int, anchor_sizes: tuple[int, ...],
+                 aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
+                 iou_thresholds: tuple[float, float] = (0.3, 0.7), batch_size_per_image: int = 256,
+                 positive_fraction: float = 0.5, pre_nms_top_n: tuple[int, int] = (2000, 1000),
+                 post_nms_top_n: tuple[int, int] = (1000, 1000), nms_thresh: float = 0.7) -> None:
+        anchors = AnchorGenerator(tuple((s,) for s in anchor_sizes),
+                                  (tuple(aspect_ratios),) * len(anchor_sizes))
+        head = RPNHead(in_channels, len(aspect_ratios))
+        super().__init__(anchors, head, fg_iou_thresh=iou_thresholds[1],
+                         bg_iou_thresh=iou_thresholds[0], batch_size_per_image=batch_size_per_image,
+                         positive_fraction=positive_fraction,
+                         pre_nms_top_n={"training": pre_nms_top_n[0], "testing": pre_nms_top_n[1]},
+                         post_nms_top_n={"training": post_nms_top_n[0], "testing": post_nms_top_n[1]},
+                         nms_thresh=nms_thresh)
+
+    @torch.no_grad()
+    def propose_with_scores(self, images: ImageList, features: dict[str, torch.Tensor]
+                            ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Inference: per image (P, 4) xyxy proposals and their (P,) objectness probabilities
+        (the same proposals as ``forward`` in eval mode)."""
+        maps = list(features.values())
+        objectness, deltas = self.head(maps)
+        anchors = self.anchor_generator(images, maps)
+        per_level = [o[0].numel() for o in objectness]
+        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+        proposals = self.box_coder.decode(deltas, anchors).view(len(anchors), -1, 4)
+        return self.filter_proposals(proposals, objectness, images.image_sizes, per_level)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> dict:
+        rpn = cfg.MODEL.RPN
+        if len(rpn.ANCHOR_SIZES) != len(cfg.MODEL.BACKBONE.STRIDES):
+            raise ValueError(f"MODEL.RPN.ANCHOR_SIZES has {len(rpn.ANCHOR_SIZES)} sizes but there "
+                             f"are {len(cfg.MODEL.BACKBONE.STRIDES)} pyramid levels")
+        return {"in_channels": cfg.MODEL.BACKBONE.OUT_CHANNELS,
+                "anchor_sizes": tuple(rpn.ANCHOR_SIZES), "aspect_ratios": tuple(rpn.ASPECT_RATIOS),
+                "iou_thresholds": tuple(rpn.IOU_THRESHOLDS),
+                "batch_size_per_image": rpn.BATCH_SIZE_PER_IMAGE,
+                "positive_fraction": rpn.POSITIVE_FRACTION,
+                "pre_nms_top_n": (rpn.PRE_NMS_TOPK_TRAIN, rpn.PRE_NMS_TOPK_TEST),
+                "post_nms_top_n": (rpn.POST_NMS_TOPK_TRAIN, rpn.POST_NMS_TOPK_TEST),
+                "nms_thresh": rpn.NMS_THRESH}
+
+
+def add_rpn_config(cfg: CfgNode) -> None:
+    cfg.MODEL.PROPOSAL_GENERATOR = CfgNode()
+    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"
+    cfg.MODEL.RPN = CfgNode()
+    cfg.MODEL.RPN.ANCHOR_SIZES = (32, 64, 128, 256)  # one per pyramid level
+    cfg.MODEL.RPN.ASPECT_RATIOS = (0.5, 1.0, 2.0)
+    cfg.MODEL.RPN.IOU_THRESHOLDS = (0.3, 0.7)
+    cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+    cfg.MODEL.RPN.POSITIVE_FRACTION = 0.5
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
+    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 1000
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
+    cfg.MODEL.RPN.NMS_THRESH = 0.7

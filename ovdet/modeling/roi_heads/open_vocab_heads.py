@@ -1,0 +1,234 @@
+"""Open-vocabulary RoI heads: classes are text embeddings, not weights.
+
+* Box branch: RoI align on the pyramid -> two FC layers -> projection into CLIP's joint space; the
+  class logits are ``exp(logit_scale) * cos(region, [class embeddings; background])`` with a
+  learnable temperature and a learned background embedding. Any vocabulary works at any time.
+* Class-agnostic box regression (one delta per region, torchvision's ``BoxCoder``).
+* Class-agnostic Mask R-CNN mask head (torchvision's ``MaskRCNNHeads``, one output channel).
+* Loss: softmax cross-entropy over classes + background (default), or sigmoid binary
+  cross-entropy over a federated subset of classes (Detic's federated loss, for LVIS-sized
+  vocabularies): the classes present in the batch plus classes sampled up to ``fed_num_classes``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection import _utils as det_utils
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import maskrcnn_loss
+from torchvision.ops import MultiScaleRoIAlign, box_iou, boxes as box_ops
+
+from ...config import CfgNode, configurable
+from ..registry import ROI_HEADS_REGISTRY
+
+
+class CosineClassifier(nn.Module):
+    """(R, in_dim) region features -> (R, C + 1) logits against (C, D) class embeddings; the
+    last column is the learned background."""
+
+    def __init__(self, in_dim: int, embed_dim: int, init_temperature: float = 0.05) -> None:
+        super().__init__()
+        self.projection = nn.Linear(in_dim, embed_dim)
+        self.background = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / init_temperature)))
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """(R, in_dim) -> (R, D) L2-normalised region embeddings."""
+        return F.normalize(self.projection(features), dim=-1)
+
+    def forward(self, features: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+        classes = torch.cat([class_embeddings, self.background[None]], dim=0)
+        scale = self.logit_scale.exp().clamp(max=100)
+        return scale * self.embed(features) @ F.normalize(classes, dim=-1).T
+
+
+def federated_classes(gt_classes: torch.Tensor, num_classes: int, num_sampled: int,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices of the classes a federated loss uses: every class in ``gt_classes`` plus classes
+    sampled without replacement (``weights``, default uniform) up to ``num_sampled`` in all."""
+    present = torch.unique(gt_classes[gt_classes < num_classes])
+    if num_sampled <= len(present) or num_sampled >= num_classes:
+        return present if num_sampled <= len(present) else torch.arange(num_classes)
+    probabilities = torch.ones(num_classes) if weights is None else weights.float().clone()
+    probabilities[present.cpu()] = 0
+    extra = torch.multinomial(probabilities, num_sampled - len(present), replacement=False)
+    return torch.cat([present, extra.to(present.device)])
+
+
+@ROI_HEADS_REGISTRY.register()
+class OpenVocabROIHeads(nn.Module):
+    """RoI heads whose classifier is a set of text embeddings (module doc).
+
+    ``forward(features, proposals, image_sizes, class_embeddings, targets=None)``:
+    training returns a loss dict; inference returns per image the decoded class-agnostic boxes
+    (P, 4) xyxy, class probabilities (P, C) without background, and the mask head is run later,
+    on final boxes, by :meth:`predict_masks`.
+    """
+
+    @configurable
+    def __init__(self, *, in_channels: int, featmap_names: tuple[str, ...], embed_dim: int,
+                 hidden_dim: int = 1024, pooler_resolution: int = 7,
+                 batch_size_per_image: int = 512, positive_fraction: float = 0.25,
+                 iou_threshold: float = 0.5, loss_type: str = "softmax",
+                 fed_num_classes: int = 50, mask_on: bool = True, mask_conv_dim: int = 256,
+                 mask_num_conv: int = 4, mask_pooler_resolution: int = 14,
+                 box_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)) -> None:
+        super().__init__()
+        if loss_type not in ("softmax", "federated_sigmoid"):
+            raise ValueError(f"loss_type must be 'softmax' or 'federated_sigmoid', got {loss_type!r}")
+        self.box_pooler = MultiScaleRoIAlign(list(featmap_names), pooler_resolution, sampling_ratio=2)
+        self.box_head = TwoMLPHead(in_channels * pooler_resolution**2, hidden_dim)
+        self.classifier = CosineClassifier(hidden_dim, embed_dim)
+        self.box_regressor = nn.Linear(hidden_dim, 4)
+        nn.init.normal_(self.box_regressor.weight, std=0.001)
+        nn.init.zeros_(self.box_regressor.bias)
+        self.box_coder = det_utils.BoxCoder(box_reg_weights)
+        self.matcher = det_utils.Matcher(iou_threshold, iou_threshold, allow_low_quality_matches=False)
+        self.sampler = det_utils.BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
+        self.loss_type = loss_type
+        self.fed_num_classes = fed_num_classes
+        self.mask_on = mask_on
+        if mask_on:
+            self.mask_pooler = MultiScaleRoIAlign(list(featmap_names), mask_pooler_resolution,
+                                                  sampling_ratio=2)
+            self.mask_head = MaskRCNNHeads(in_channels, [mask_conv_dim] * mask_num_conv, 1)
+            self.mask_predictor = MaskRCNNPredictor(mask_conv_dim, mask_conv_dim, 1)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, embed_dim: int) -> dict:
+        heads, mask = cfg.MODEL.ROI_HEADS, cfg.MODEL.ROI_MASK_HEAD
+        names = tuple(f"p{int(math.log2(s))}" for s in cfg.MODEL.BACKBONE.STRIDES)
+        return {"in_channels": cfg.MODEL.BACKBONE.OUT_CHANNELS, "featmap_names": names,
+                "embed_dim": embed_dim, "hidden_dim": heads.HIDDEN_DIM,
+                "pooler_resolution": heads.POOLER_RESOLUTION,
+                "batch_size_per_image": heads.BATCH_SIZE_PER_IMAGE,
+                "positive_fraction": heads.POSITIVE_FRACTION, "iou_threshold": heads.IOU_THRESHOLD,
+                "loss_type": heads.LOSS, "fed_num_classes": heads.FED_NUM_CLASSES,
+                "mask_on": cfg.MODEL.MASK_ON, "mask_conv_dim": mask.CONV_DIM,
+                "mask_num_conv": mask.NUM_CONV, "mask_pooler_resolution": mask.POOLER_RESOLUTION}
+
+    def _sample(self, proposals: list[torch.Tensor], targets: list[dict], num_classes: int):
+        """Adds ground truth to the proposals, matches and samples them. Returns per image the
+        sampled boxes, their labels (``num_classes`` = background), regression targets and the
+        index of the matched ground truth (-1 for background)."""
+        boxes, labels, deltas, matched = [], [], [], []
+        for props, target in zip(proposals, targets):
+            gt_boxes, gt_classes = target["boxes"], target["classes"]
+            props = torch.cat([props.detach(), gt_boxes])
+            if gt_boxes.numel():
+                matches = self.matcher(box_iou(gt_boxes, props))
+                index = matches.clamp(min=0)
+                image_labels = gt_classes[index].clone()
+                image_labels[matches < 0] = num_classes
+                matched_boxes = gt_boxes[index]
+            else:
+                matches = torch.full((len(props),), -1, dtype=torch.int64, device=props.device)
+                image_labels = torch.full((len(props),), num_classes, dtype=torch.int64,
+                                          device=props.device)
+                matched_boxes = props
+            positive, negative = self.sampler([(image_labels < num_classes).long()])
+            keep = torch.where(positive[0] | negative[0])[0]
+            boxes.append(props[keep])
+            labels.append(image_labels[keep])
+            deltas.append(self.box_coder.encode_single(matched_boxes[keep], props[keep]))
+            matched.append(torch.where(image_labels[keep] < num_classes, matches[keep], -1))
+        return boxes, labels, deltas, matched
+
+    def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor,
+                    class_weights: torch.Tensor | None) -> torch.Tensor:
+        num_classes = logits.shape[1] - 1
+        if self.loss_type == "softmax":
+            return F.cross_entropy(logits, labels)
+        # federated sigmoid: background is "no class is 1"; only the selected columns count
+        used = federated_classes(labels, num_classes, self.fed_num_classes, class_weights)
+        targets = F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
+        bias = logits[:, :num_classes] - logits[:, num_classes:]  # relative to background
+        loss = F.binary_cross_entropy_with_logits(bias[:, used], targets[:, used], reduction="sum")
+        return loss / max(1, logits.shape[0])
+
+    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
+                image_sizes: list[tuple[int, int]], class_embeddings: torch.Tensor,
+                targets: list[dict] | None = None, class_weights: torch.Tensor | None = None):
+        num_classes = class_embeddings.shape[0]
+        if self.training:
+            if targets is None:
+                raise ValueError("training needs targets")
+            boxes, labels, deltas, matched = self._sample(proposals, targets, num_classes)
+        else:
+            boxes = proposals
+        region = self.box_head(self.box_pooler(features, boxes, image_sizes))
+        logits = self.classifier(region, class_embeddings)
+        box_deltas = self.box_regressor(region)
+        if self.training:
+            labels_all, deltas_all = torch.cat(labels), torch.cat(deltas)
+            positive = labels_all < num_classes
+            losses = {"loss_cls": self._class_loss(logits, labels_all, class_weights),
+                      "loss_box_reg": F.smooth_l1_loss(box_deltas[positive], deltas_all[positive],
+                                                       beta=1 / 9, reduction="sum")
+                      / max(1, labels_all.numel())}
+            if self.mask_on:
+                losses["loss_mask"] = self._mask_loss(features, boxes, labels, matched,
+                                                      image_sizes, targets, num_classes)
+            return losses
+        counts = [len(b) for b in boxes]
+        decoded = self.box_coder.decode(box_deltas, boxes).reshape(-1, 4)
+        probabilities = self.probabilities(logits)
+        results = []
+        for image_boxes, image_probs, size in zip(decoded.split(counts), probabilities.split(counts),
+                                                  image_sizes):
+            results.append({"boxes": box_ops.clip_boxes_to_image(image_boxes, size),
+                            "probabilities": image_probs})
+        return results
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(R, C + 1) logits -> (R, C) class probabilities (background dropped)."""
+        if self.loss_type == "softmax":
+            return logits.softmax(dim=-1)[:, :-1]
+        return torch.sigmoid(logits[:, :-1] - logits[:, -1:])
+
+    def _mask_loss(self, features, boxes, labels, matched, image_sizes, targets, num_classes):
+        positive_boxes, positive_matched = [], []
+        for image_boxes, image_labels, image_matched in zip(boxes, labels, matched):
+            keep = image_labels < num_classes
+            positive_boxes.append(image_boxes[keep])
+            positive_matched.append(image_matched[keep])
+        if sum(len(b) for b in positive_boxes) == 0:
+            return sum(p.sum() for p in self.mask_predictor.parameters()) * 0.0
+        logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, positive_boxes,
+                                                                      image_sizes)))
+        gt_masks = [t["masks"] for t in targets]
+        zeros = [torch.zeros(len(t["boxes"]), dtype=torch.int64, device=logits.device) for t in targets]
+        return maskrcnn_loss(logits, positive_boxes, gt_masks, zeros, positive_matched)
+
+    def predict_masks(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                      image_sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """Per image (N, 4) final boxes -> (N, M, M) mask probabilities inside each box."""
+        counts = [len(b) for b in boxes]
+        if sum(counts) == 0:
+            return [features[next(iter(features))].new_zeros(0, 1, 1) for _ in boxes]
+        logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, boxes, image_sizes)))
+        return list(logits.sigmoid()[:, 0].split(counts))
+
+
+def add_roi_heads_config(cfg: CfgNode) -> None:
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.ROI_HEADS = CfgNode()
+    cfg.MODEL.ROI_HEADS.NAME = "OpenVocabROIHeads"
+    cfg.MODEL.ROI_HEADS.HIDDEN_DIM = 1024
+    cfg.MODEL.ROI_HEADS.POOLER_RESOLUTION = 7
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
+    cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
+    cfg.MODEL.ROI_HEADS.IOU_THRESHOLD = 0.5
+    cfg.MODEL.ROI_HEADS.LOSS = "softmax"  # or "federated_sigmoid" (LVIS-sized vocabularies)
+    cfg.MODEL.ROI_HEADS.FED_NUM_CLASSES = 50
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+    cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
+    cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 100
+    cfg.MODEL.ROI_MASK_HEAD = CfgNode()
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
+    cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
+    cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14

@@ -1,0 +1,146 @@
+"""tools/train_net.py and tools/demo.py end to end on a tiny toy world and a tiny random CLIP."""
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY_DETECTOR
+from ovdet.modeling.meta_arch.ov_rcnn import OpenVocabRCNN
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """train_net configures the root logger for its process; undo that between tests."""
+    yield
+    for handler in logging.getLogger().handlers[:]:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text("DATASETS:\n  TRAIN: [tiny_train]\n  TEST: [tiny_val]\n")
+    return str(path)
+
+
+def train(config_file, output_dir, *overrides, flags=()):
+    load_tool("train_net").main(["--config-file", config_file, *flags, *TINY_DETECTOR,
+                                 "OUTPUT_DIR", str(output_dir), *overrides])
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_world, config_file, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    train(config_file, output)
+    return output
+
+
+def test_outputs_of_a_run(trained, capsys):
+    for name in ("config.yaml", "model_final.pth", "last_checkpoint", "metrics.json",
+                 "eval_metrics.json", "inference/tiny_val_results.json", "log.txt"):
+        assert (trained / name).is_file(), name
+    assert (trained / "last_checkpoint").read_text().strip() == "model_final.pth"
+    lines = [json.loads(line) for line in (trained / "metrics.json").read_text().splitlines()]
+    assert [line["iteration"] for line in lines] == [0, 3] and "loss_cls" in lines[0]
+    metrics = json.loads((trained / "eval_metrics.json").read_text())
+    assert set(metrics["tiny_val"]) == {"bbox", "segm"}
+    assert {"AP", "AP50", "AP50_base", "AP50_novel"} <= set(metrics["tiny_val"]["bbox"])
+    checkpoint = torch.load(trained / "model_final.pth", weights_only=True)
+    assert len(checkpoint["base_names"]) == 8 and checkpoint["iteration"] == 3
+
+
+def test_killed_and_resumed_run_equals_whole_run(trained, config_file, tmp_path, monkeypatch):
+    real_forward = OpenVocabRCNN.forward
+    calls = []
+
+    def dies_in_iteration_two(self, batch):
+        if self.training:
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+        return real_forward(self, batch)
+
+    monkeypatch.setattr(OpenVocabRCNN, "forward", dies_in_iteration_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(config_file, tmp_path)
+    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000001.pth"
+    monkeypatch.setattr(OpenVocabRCNN, "forward", real_forward)
+    train(config_file, tmp_path, flags=["--resume"])
+    whole = torch.load(trained / "model_final.pth", weights_only=True)["model"]
+    resumed = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+def test_eval_only_writes_metrics(trained, tmp_path, capsys):
+    load_tool("train_net").main(["--config-file", str(trained / "config.yaml"), "--eval-only",
+                                 "MODEL.WEIGHTS", str(trained / "model_final.pth"),
+                                 "DATASETS.TEST", "('tiny_val',)", "OUTPUT_DIR", str(tmp_path)])
+    metrics = json.loads((tmp_path / "eval_metrics.json").read_text())
+    assert metrics == json.loads((trained / "eval_metrics.json").read_text())
+    assert "copypaste: tiny_val bbox AP=" in capsys.readouterr().out
+
+
+def test_nan_loss_stops_with_clear_error(config_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(OpenVocabRCNN, "forward",
+                        lambda self, batch: {"loss_cls": torch.tensor(float("nan"),
+                                                                      requires_grad=True)})
+    with pytest.raises(FloatingPointError, match="loss became nan at iteration 0"):
+        train(config_file, tmp_path)
+
+
+def test_bad_command_lines_exit_with_one_line(config_file, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="unknown config key SOLVER.MAX_ITERS; did you mean "
+                                         "SOLVER.MAX_ITER"):
+        train(config_file, tmp_path, "SOLVER.MAX_ITERS", "3")
+    with pytest.raises(SystemExit, match="dataset 'nope' is not registered"):
+        train(config_file, tmp_path, "DATASETS.TRAIN", "('nope',)")
+    with pytest.raises(SystemExit, match="needs MODEL.WEIGHTS"):
+        train(config_file, tmp_path, flags=["--eval-only"])
+
+
+def test_demo_any_image(trained, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.new("RGB", (90, 60), (200, 30, 30)).save(inputs / "rgb.png")
+    Image.new("L", (40, 40), 128).save(inputs / "gray.png")
+    Image.new("RGBA", (50, 30), (0, 0, 255, 100)).save(inputs / "rgba.png")
+    Image.fromarray(np.full((30, 30), 40000, dtype=np.uint16)).save(inputs / "deep.png")
+    Image.new("RGB", (1, 1)).save(inputs / "tiny.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: width and height swap
+    Image.new("RGB", (64, 32), (0, 200, 0)).save(inputs / "rotated.jpg", exif=exif)
+    (inputs / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "out"
+    load_tool("demo").main(["--config-file", str(trained / "config.yaml"), "--input", str(inputs),
+                            "--vocabulary", "tomato,egg,grape", "--output", str(out),
+                            "--confidence", "0", "MODEL.WEIGHTS", str(trained / "model_final.pth")])
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 1 and "broken.png" in skipped[0] and "Traceback" not in captured.err
+    assert "wrote 6 of 7 images" in captured.out
+    sizes = {"rgb": (90, 60), "gray": (40, 40), "rgba": (50, 30), "deep": (30, 30),
+             "tiny": (1, 1), "rotated": (32, 64)}
+    for stem, (width, height) in sizes.items():
+        assert Image.open(out / f"{stem}.png").size == (width, height)
+        detections = json.loads((out / f"{stem}.json").read_text())
+        for d in detections:
+            x1, y1, x2, y2 = d["bbox"]
+            assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
+            assert d["category"] in {"tomato", "egg", "grape"} and 0 <= d["score"] <= 1
