@@ -25,8 +25,8 @@ toyworld: $(TOYWORLD)/annotations/instances_train.json $(TOYWORLD)/annotations/i
 
 DEMO_DIR ?= output/demo
 
-# The main job: measure the toy CLIP, train on base boxes, evaluate with and without the CLIP
-# region-score ensemble. Re-running retrains from scratch.
+# The main job: measure the toy CLIP, train on base boxes, evaluate with the CLIP region-score
+# ensemble, without it, and with F-VLM's novel term. Re-running retrains from scratch.
 demo: $(STAMP) toyworld
 	$(PY) tools/evaluate_clip.py --clip toyworld --dataset-root $(TOYWORLD) --split val
 	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file configs/toyworld/ovrcnn_base.yaml \
@@ -34,6 +34,9 @@ demo: $(STAMP) toyworld
 	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file $(DEMO_DIR)/config.yaml --eval-only \
 		MODEL.WEIGHTS $(DEMO_DIR)/model_final.pth MODEL.OPEN_VOCAB.USE_CLIP_ENSEMBLE False \
 		OUTPUT_DIR $(DEMO_DIR)/no_ensemble
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file $(DEMO_DIR)/config.yaml --eval-only \
+		MODEL.WEIGHTS $(DEMO_DIR)/model_final.pth MODEL.OPEN_VOCAB.NOVEL_PRIOR head \
+		MODEL.OPEN_VOCAB.BETA_NOVEL 0.65 OUTPUT_DIR $(DEMO_DIR)/fvlm_novel_term
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
