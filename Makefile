@@ -36,7 +36,8 @@ demo: $(STAMP) toyworld
 		OUTPUT_DIR $(DEMO_DIR)/no_ensemble
 	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file $(DEMO_DIR)/config.yaml --eval-only \
 		MODEL.WEIGHTS $(DEMO_DIR)/model_final.pth MODEL.OPEN_VOCAB.NOVEL_PRIOR head \
-		MODEL.OPEN_VOCAB.BETA_NOVEL 0.65 OUTPUT_DIR $(DEMO_DIR)/fvlm_novel_term
+		MODEL.OPEN_VOCAB.BETA_NOVEL 0.65 MODEL.OPEN_VOCAB.NOVEL_BOXES regressed \
+		OUTPUT_DIR $(DEMO_DIR)/fvlm_novel_term
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -223,3 +223,28 @@ def test_objectness_prior_vetoes_novel_on_base_objects(tiny_cfg, monkeypatch):
     with torch.no_grad():
         outputs = model(batch)
     assert all(torch.isfinite(o["instances"]["scores"]).all() for o in outputs)
+
+
+def test_novel_classes_scored_on_proposals(tiny_cfg):
+    tiny_cfg.merge_from_list(["MODEL.OPEN_VOCAB.NOVEL_BOXES", "proposals",
+                              "MODEL.OPEN_VOCAB.NOVEL_PRIOR", "objectness"])
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg)
+    model.set_training_vocabulary(["tomato", "egg"])
+    model.set_vocabulary(["tomato", "egg", "banana"])
+    regressed = [torch.tensor([[0.0, 0.0, 10.0, 10.0]])]
+    proposals = [torch.tensor([[1.0, 1.0, 12.0, 12.0]])]
+    probabilities = [torch.tensor([[0.5, 0.3, 0.1]])]
+    boxes, probs, objectness, allowed = model.novel_on_proposals(
+        regressed, probabilities, proposals, [torch.tensor([0.9])])
+    assert torch.equal(boxes[0], torch.cat([regressed[0], proposals[0]]))
+    assert allowed[0].tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]  # base | novel columns
+    assert objectness[0].tolist() == pytest.approx([0.9, 0.9]) and probs[0].shape == (2, 3)
+    model.eval()
+    batch = synthetic_batch()
+    for x in batch:
+        x.pop("instances")
+    with torch.no_grad():
+        outputs = model(batch)
+    for output in outputs:
+        assert output["instances"]["classes"].max() <= 2

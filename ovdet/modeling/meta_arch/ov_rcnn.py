@@ -50,6 +50,9 @@ class OpenVocabRCNN(nn.Module):
         use_clip_ensemble: combine head and RMA region scores at inference.
         ensemble_weights: (alpha for base classes, beta for novel classes).
         novel_prior: "head" or "objectness" (module doc).
+        novel_boxes: "regressed" (the head's class-agnostic regression, for every class) or
+            "proposals": novel classes are scored on the RPN proposals themselves, because a box
+            regressor trained on base shapes moves novel boxes away from their objects.
         box_fit_exponent: exponent of the box size in the dense box fit (PB-OVD: 0.5).
         score_thresh, nms_thresh, detections_per_image: inference post-processing.
     """
@@ -58,7 +61,8 @@ class OpenVocabRCNN(nn.Module):
     def __init__(self, *, backbone: nn.Module, proposal_generator: nn.Module, roi_heads: nn.Module,
                  clip: CLIPBundle, templates: Sequence[str] = DEFAULT_TEMPLATES,
                  use_clip_ensemble: bool = True, ensemble_weights: tuple[float, float] = (0.35, 0.65),
-                 novel_prior: str = "head", box_fit_exponent: float = 0.5,
+                 novel_prior: str = "head", novel_boxes: str = "regressed",
+                 box_fit_exponent: float = 0.5,
                  score_thresh: float = 0.05, nms_thresh: float = 0.5,
                  detections_per_image: int = 100) -> None:
         super().__init__()
@@ -72,6 +76,9 @@ class OpenVocabRCNN(nn.Module):
         if novel_prior not in ("head", "objectness"):
             raise ValueError(f"novel_prior must be 'head' or 'objectness', got {novel_prior!r}")
         self.novel_prior = novel_prior
+        if novel_boxes not in ("regressed", "proposals"):
+            raise ValueError(f"novel_boxes must be 'regressed' or 'proposals', got {novel_boxes!r}")
+        self.novel_boxes = novel_boxes
         self.box_fit_exponent = box_fit_exponent
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_image = detections_per_image
@@ -96,7 +103,8 @@ class OpenVocabRCNN(nn.Module):
                 "clip": clip, "templates": tuple(ov.TEMPLATES) or DEFAULT_TEMPLATES,
                 "use_clip_ensemble": ov.USE_CLIP_ENSEMBLE,
                 "ensemble_weights": (ov.ALPHA_BASE, ov.BETA_NOVEL),
-                "novel_prior": ov.NOVEL_PRIOR, "box_fit_exponent": ov.BOX_FIT_EXPONENT,
+                "novel_prior": ov.NOVEL_PRIOR, "novel_boxes": ov.NOVEL_BOXES,
+                "box_fit_exponent": ov.BOX_FIT_EXPONENT,
                 "score_thresh": cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
                 "nms_thresh": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
                 "detections_per_image": cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE}
@@ -171,10 +179,16 @@ class OpenVocabRCNN(nn.Module):
         boxes = [r["boxes"] for r in head_results]
         probabilities = [r["probabilities"] for r in head_results]
         if self.use_clip_ensemble:
-            if self.novel_prior == "objectness" and bool(self.novel_mask.any()):
+            novel = bool(self.novel_mask.any())
+            if novel and self.novel_boxes == "proposals":
+                boxes, probabilities, objectness, allowed = self.novel_on_proposals(
+                    boxes, probabilities, proposals, objectness)
+            if novel and self.novel_prior == "objectness":
                 probabilities = self.with_objectness_prior(trunk_output, boxes, probabilities,
                                                            objectness)
             probabilities = self.ensemble(trunk_output, boxes, probabilities)
+            if novel and self.novel_boxes == "proposals":
+                probabilities = [p * a for p, a in zip(probabilities, allowed)]
         results = [self.select(b, p) for b, p in zip(boxes, probabilities)]
         if self.roi_heads.mask_on:
             masks = self.roi_heads.predict_masks(features, [d["boxes"] for d in results],
@@ -208,6 +222,19 @@ class OpenVocabRCNN(nn.Module):
         clip = self.clip_probabilities(trunk_output, boxes)
         return [p.clamp(min=1e-12) ** (1 - weight) * q.clamp(min=1e-12) ** weight
                 for p, q in zip(head, clip)]
+
+    def novel_on_proposals(self, boxes: list[torch.Tensor], probabilities: list[torch.Tensor],
+                           proposals: list[torch.Tensor], objectness: list[torch.Tensor]):
+        """Candidates for base classes on the regressed boxes and for novel classes on the
+        proposals themselves: per image (2P, 4) boxes, (2P, C) probabilities, (2P,) objectness
+        and a (2P, C) 0/1 mask of the class columns each candidate may carry."""
+        base = (~self.novel_mask).float()
+        novel = self.novel_mask.float()
+        allowed = [torch.cat([base.expand(len(b), -1), novel.expand(len(p), -1)])
+                   for b, p in zip(boxes, proposals)]
+        return ([torch.cat([b, p]) for b, p in zip(boxes, proposals)],
+                [torch.cat([q, q]) for q in probabilities],
+                [torch.cat([o, o]) for o in objectness], allowed)
 
     def with_objectness_prior(self, trunk_output, boxes: list[torch.Tensor],
                               head: list[torch.Tensor], objectness: list[torch.Tensor]
@@ -244,3 +271,5 @@ def add_open_vocab_config(cfg: CfgNode) -> None:
     # dense CLIP box fit; see OpenVocabRCNN)
     cfg.MODEL.OPEN_VOCAB.NOVEL_PRIOR = "head"
     cfg.MODEL.OPEN_VOCAB.BOX_FIT_EXPONENT = 0.5
+    # boxes of novel classes: "regressed" (the head's) or "proposals" (the RPN's; see OpenVocabRCNN)
+    cfg.MODEL.OPEN_VOCAB.NOVEL_BOXES = "regressed"
