@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+from abc import abstractmethod
 from collections.abc import Collection, Iterator, Sequence
 
 import numpy as np
@@ -209,7 +210,65 @@ def task_entries(results: list[dict], iou_type: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != drop} for r in results]
 
 
-class COCOEvaluator(DatasetEvaluator):
+class ResultsEvaluator(DatasetEvaluator):
+    """What the COCO and LVIS evaluators share: checking the options, turning instances into
+    result entries, gathering them over ranks, and scoring each task with ``_evaluate_task``."""
+
+    def _check_options(self, dataset_name: str, tasks: Sequence[str],
+                       max_dets_per_image: int) -> None:
+        check_dataset_name(dataset_name)
+        unknown = [t for t in tasks if t not in TASKS]
+        if not tasks or unknown:
+            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tuple(tasks)}")
+        if max_dets_per_image < 1:
+            raise ValueError(f"max_dets_per_image must be at least 1, got {max_dets_per_image}")
+
+    def _set_ground_truth(self, dataset_name: str, json_file: str, data: dict,
+                          category_ids: set[int], class_to_category_id: Sequence[int],
+                          output_dir: str | None, tasks: Sequence[str],
+                          max_dets_per_image: int) -> None:
+        self.class_to_category_id = [int(c) for c in class_to_category_id]
+        if not self.class_to_category_id:
+            raise ValueError("class_to_category_id is empty: the evaluated vocabulary has no class")
+        unknown_ids = sorted(set(self.class_to_category_id) - category_ids)
+        if unknown_ids:
+            raise ValueError(f"class_to_category_id names category ids {unknown_ids} that are not "
+                             f"categories of {json_file}")
+        self.dataset_name = dataset_name
+        self.json_file = json_file
+        self.output_dir = output_dir
+        self.tasks = tuple(tasks)
+        self.max_dets_per_image = max_dets_per_image
+        self._image_sizes = {img["id"]: (img["height"], img["width"]) for img in data["images"]}
+        self._results: list[dict] = []
+
+    def reset(self) -> None:
+        self._results = []
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        """Convert one batch's instances to result entries, the top ``max_dets_per_image`` of
+        each image (see :func:`instances_to_results`)."""
+        self._results.extend(process_batch(inputs, outputs, self.class_to_category_id,
+                                           self.max_dets_per_image, self._image_sizes,
+                                           self.json_file))
+
+    def evaluate(self) -> dict:
+        results = gather_results(self._results, self.dataset_name, self.output_dir)
+        if results is None:
+            return {}
+        metrics = {task: self._evaluate_task(results, task)
+                   for task in tasks_with_predictions(self.tasks, results)}
+        for task, values in metrics.items():
+            logger.info("%s %s: %s", self.dataset_name, task,
+                        ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
+        return metrics
+
+    @abstractmethod
+    def _evaluate_task(self, results: list[dict], iou_type: str) -> dict[str, float]:
+        """Metrics (percentages) of ``results`` for one task ("bbox" or "segm")."""
+
+
+class COCOEvaluator(ResultsEvaluator):
     """Box / mask AP of predictions against a COCO instances json, overall and on base / novel
     categories.
 
@@ -246,12 +305,7 @@ class COCOEvaluator(DatasetEvaluator):
             max_dets_per_image: detections kept per image (highest scores) and COCOeval's
                 largest ``maxDets``.
         """
-        check_dataset_name(dataset_name)
-        unknown = [t for t in tasks if t not in TASKS]
-        if not tasks or unknown:
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tuple(tasks)}")
-        if max_dets_per_image < 1:
-            raise ValueError(f"max_dets_per_image must be at least 1, got {max_dets_per_image}")
+        self._check_options(dataset_name, tasks, max_dets_per_image)
         data = load_json_dataset(json_file, "COCO instances", gt_fields(
             tasks, ("id", "image_id", "category_id", "bbox", "area", "iscrowd")))
         with quiet_stdout("pycocotools"):
@@ -259,45 +313,12 @@ class COCOEvaluator(DatasetEvaluator):
             self._coco_gt.dataset = data
             self._coco_gt.createIndex()
         category_ids = set(self._coco_gt.getCatIds())
-        self.class_to_category_id = [int(c) for c in class_to_category_id]
-        if not self.class_to_category_id:
-            raise ValueError("class_to_category_id is empty: the evaluated vocabulary has no class")
-        unknown_ids = sorted(set(self.class_to_category_id) - category_ids)
-        if unknown_ids:
-            raise ValueError(f"class_to_category_id names category ids {unknown_ids} that are not "
-                             f"categories of {json_file}")
+        self._set_ground_truth(dataset_name, json_file, data, category_ids, class_to_category_id,
+                               output_dir, tasks, max_dets_per_image)
         self.novel_category_ids = frozenset(int(c) for c in novel_category_ids)
         unknown_ids = sorted(self.novel_category_ids - category_ids)
         if unknown_ids:
             raise ValueError(f"novel_category_ids {unknown_ids} are not categories of {json_file}")
-        self.dataset_name = dataset_name
-        self.json_file = json_file
-        self.output_dir = output_dir
-        self.tasks = tuple(tasks)
-        self.max_dets_per_image = max_dets_per_image
-        self._image_sizes = {img["id"]: (img["height"], img["width"])
-                             for img in self._coco_gt.dataset["images"]}
-        self._results: list[dict] = []
-
-    def reset(self) -> None:
-        self._results = []
-
-    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        """Convert one batch's instances to result entries (see :func:`instances_to_results`)."""
-        self._results.extend(process_batch(inputs, outputs, self.class_to_category_id,
-                                           self.max_dets_per_image, self._image_sizes,
-                                           self.json_file))
-
-    def evaluate(self) -> dict:
-        results = gather_results(self._results, self.dataset_name, self.output_dir)
-        if results is None:
-            return {}
-        metrics = {task: self._evaluate_task(results, task)
-                   for task in tasks_with_predictions(self.tasks, results)}
-        for task, values in metrics.items():
-            logger.info("%s %s: %s", self.dataset_name, task,
-                        ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
-        return metrics
 
     def _evaluate_task(self, results: list[dict], iou_type: str) -> dict[str, float]:
         entries = task_entries(results, iou_type)

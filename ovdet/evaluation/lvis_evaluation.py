@@ -14,9 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from lvis import LVIS, LVISEval, LVISResults
 
-from .coco_evaluation import (TASKS, gt_fields, load_json_dataset, process_batch,
-                              quiet_stdout, task_entries, tasks_with_predictions)
-from .evaluator import DatasetEvaluator, check_dataset_name, gather_results
+from .coco_evaluation import (TASKS, ResultsEvaluator, gt_fields, load_json_dataset,
+                              quiet_stdout, task_entries)
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def _load_lvis(json_file: str, tasks: Sequence[str]) -> dict:
     return data
 
 
-class LVISEvaluator(DatasetEvaluator):
+class LVISEvaluator(ResultsEvaluator):
     """Box / mask AP of predictions against an LVIS v1 json, with APr / APc / APf.
 
     ``process`` reads ``outputs[i]["instances"]`` as documented in
@@ -132,49 +131,11 @@ class LVISEvaluator(DatasetEvaluator):
             tasks: a non-empty subset of ("bbox", "segm").
             max_dets_per_image: detections kept per image, highest scores first.
         """
-        check_dataset_name(dataset_name)
-        unknown = [t for t in tasks if t not in TASKS]
-        if not tasks or unknown:
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tuple(tasks)}")
-        if max_dets_per_image < 1:
-            raise ValueError(f"max_dets_per_image must be at least 1, got {max_dets_per_image}")
+        self._check_options(dataset_name, tasks, max_dets_per_image)
         data = _load_lvis(json_file, tasks)
         self._lvis_gt = _LoadedLVIS(data)
-        self.class_to_category_id = [int(c) for c in class_to_category_id]
-        if not self.class_to_category_id:
-            raise ValueError("class_to_category_id is empty: the evaluated vocabulary has no class")
-        unknown_ids = sorted(set(self.class_to_category_id) - set(self._lvis_gt.get_cat_ids()))
-        if unknown_ids:
-            raise ValueError(f"class_to_category_id names category ids {unknown_ids} that are not "
-                             f"categories of {json_file}")
-        self.dataset_name = dataset_name
-        self.json_file = json_file
-        self.output_dir = output_dir
-        self.tasks = tuple(tasks)
-        self.max_dets_per_image = max_dets_per_image
-        self._image_sizes = {img["id"]: (img["height"], img["width"]) for img in data["images"]}
-        self._results: list[dict] = []
-
-    def reset(self) -> None:
-        self._results = []
-
-    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        """Convert one batch's instances to result entries, the top ``max_dets_per_image`` of
-        each image."""
-        self._results.extend(process_batch(inputs, outputs, self.class_to_category_id,
-                                           self.max_dets_per_image, self._image_sizes,
-                                           self.json_file))
-
-    def evaluate(self) -> dict:
-        results = gather_results(self._results, self.dataset_name, self.output_dir)
-        if results is None:
-            return {}
-        metrics = {task: self._evaluate_task(results, task)
-                   for task in tasks_with_predictions(self.tasks, results)}
-        for task, values in metrics.items():
-            logger.info("%s %s: %s", self.dataset_name, task,
-                        ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
-        return metrics
+        self._set_ground_truth(dataset_name, json_file, data, set(self._lvis_gt.get_cat_ids()),
+                               class_to_category_id, output_dir, tasks, max_dets_per_image)
 
     def _evaluate_task(self, results: list[dict], iou_type: str) -> dict[str, float]:
         entries = task_entries(results, iou_type)
