@@ -67,3 +67,9 @@ def test_toyworld_bundle_interface(toy_clip):
     assert image.shape == (3, 64, 64)
     assert toy_clip.tokenizer(["a tomato"]).shape == (1, 32)
     assert not toy_clip.model.training
+
+
+def test_image_normalization_is_the_preprocess_one(tiny_clip):
+    mean, std = tiny_clip.image_normalization()
+    normalize = tiny_clip.preprocess.transforms[-1]
+    assert mean == tuple(normalize.mean) and std == tuple(normalize.std)

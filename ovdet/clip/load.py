@@ -50,6 +50,11 @@ class CLIPBundle:
     name: str
     pretrained: str | None
 
+    def image_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) per RGB channel in [0, 1] units, as the model's own preprocess uses."""
+        cfg = self.model.visual.preprocess_cfg
+        return tuple(cfg["mean"]), tuple(cfg["std"])
+
     def text_fingerprint(self) -> str:
         """SHA-1 of the text tower's current weights: what text embeddings depend on."""
         digest = hashlib.sha1()

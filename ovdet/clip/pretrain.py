@@ -17,14 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.loss import ClipLoss
 from tqdm import tqdm
 
 from ..data.toyworld import render_scene
 from .vit import CLIPViTTrunk
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
@@ -60,9 +59,10 @@ def render_pair_pool(seed: int, num_pairs: int, native_size: int, world_size: in
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, S, S) uint8 -> float, normalised with CLIP's mean and std."""
-    mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    """(B, 3, S, S) uint8 -> float, normalised with open_clip's default (OpenAI) mean and std,
+    which the toy CLIP's preprocess uses."""
+    mean = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
     return (images.float() / 255 - mean) / std
 
 

@@ -28,7 +28,6 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import boxes as box_ops
 
 from ...clip import CLIPBundle, CLIPViTTrunk, class_embeddings, load_clip
-from ...clip.pretrain import OPENAI_MEAN, OPENAI_STD
 from ...clip.box_fit import box_fits
 from ...clip.rma import box_embeddings
 from ...clip.text import DEFAULT_TEMPLATES
@@ -82,8 +81,9 @@ class OpenVocabRCNN(nn.Module):
         self.box_fit_exponent = box_fit_exponent
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_image = detections_per_image
-        self.register_buffer("pixel_mean", torch.tensor(OPENAI_MEAN).view(3, 1, 1) * 255, False)
-        self.register_buffer("pixel_std", torch.tensor(OPENAI_STD).view(3, 1, 1) * 255, False)
+        mean, std = clip.image_normalization()  # the CLIP's own, in 0-255 units
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(3, 1, 1) * 255, False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(3, 1, 1) * 255, False)
         self.register_buffer("class_embeddings", torch.zeros(0, backbone.trunk.embed_dim), False)
         self.register_buffer("novel_mask", torch.zeros(0, dtype=torch.bool), False)
         self.vocabulary: list[str] = []
