@@ -14,13 +14,11 @@ is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from ovdet.data.ovd_splits import describe, make_coco_ovd
-from ovdet.utils.io import atomic_write_json
+from ovdet.data.ovd_splits import make_coco_ovd, write_ovd_files
 
 JOBS = (("instances_train2017.json", "instances_train2017_ovd_base.json", "base"),
         ("instances_val2017.json", "instances_val2017_ovd.json", "all"))
@@ -32,23 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coco-root", default=default_root,
                         help=f"COCO root holding annotations/ (default {default_root})")
     args = parser.parse_args(argv)
-    annotations = Path(args.coco_root) / "annotations"
-    missing = [str(annotations / src) for src, _, _ in JOBS if not (annotations / src).is_file()]
-    if missing:
-        print(f"error: {', '.join(missing)} not found; download the 2017 Train/Val annotations "
-              f"(annotations_trainval2017.zip) from https://cocodataset.org and unzip them in "
-              f"{args.coco_root}", file=sys.stderr)
-        return 2
-    for src, dst, keep in JOBS:
-        try:
-            with open(annotations / src, encoding="utf-8") as f:
-                split = make_coco_ovd(json.load(f), keep)
-        except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
-            print(f"error: {annotations / src}: {e}", file=sys.stderr)
-            return 2
-        atomic_write_json(annotations / dst, split)
-        print(f"wrote {annotations / dst}: {describe(split)}")
-    return 0
+    hint = (f"download the 2017 Train/Val annotations (annotations_trainval2017.zip) from "
+            f"https://cocodataset.org and unzip them in {args.coco_root}")
+    return write_ovd_files(Path(args.coco_root) / "annotations", JOBS, make_coco_ovd, hint)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Open-vocabulary splits of COCO and LVIS, as pure functions on loaded annotation dicts.
+"""Open-vocabulary splits of COCO and LVIS: pure functions on loaded annotation dicts, and
+``write_ovd_files``, the file-level step of the ``datasets/prepare_*_ovd.py`` scripts.
 
 * COCO: the OVR-CNN split (Zareian et al. 2021), used by PB-OVD, PromptDet and most OVD work:
   48 base and 17 novel categories of COCO 2017's 80; the other 15 are dropped from both training
@@ -12,7 +13,12 @@ seen as labelled boxes.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..utils.io import atomic_write_json
 
 COCO_OVD_BASE_IDS: tuple[int, ...] = (
     1, 2, 3, 4, 7, 8, 9, 15, 16, 19, 20, 23, 24, 25, 27, 31, 33, 34, 35, 38, 42, 44, 48, 50, 51,
@@ -149,3 +155,25 @@ def describe(data: dict) -> str:
     return (f"{len(data['images'])} images, {len(splits)} categories "
             f"({splits.count('base')} base, {splits.count('novel')} novel), "
             f"{len(data['annotations'])} annotations")
+
+
+def write_ovd_files(folder: Path, jobs: Sequence[tuple[str, str, str]],
+                    convert: Callable[[dict, str], dict], download_hint: str) -> int:
+    """For each ``(source, destination, keep)`` of ``jobs`` in ``folder``: read the source json,
+    ``convert(data, keep)``, write the destination atomically and print its counts. Returns the
+    exit status of the prepare scripts: 0, or 2 after one line on stderr naming a missing input
+    (with ``download_hint``) or a malformed one; nothing is written for a missing input."""
+    missing = [str(folder / src) for src, _, _ in jobs if not (folder / src).is_file()]
+    if missing:
+        print(f"error: {', '.join(missing)} not found; {download_hint}", file=sys.stderr)
+        return 2
+    for src, dst, keep in jobs:
+        try:
+            with open(folder / src, encoding="utf-8") as f:
+                converted = convert(json.load(f), keep)
+        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+            print(f"error: {folder / src}: {error}", file=sys.stderr)
+            return 2
+        atomic_write_json(folder / dst, converted)
+        print(f"wrote {folder / dst}: {describe(converted)}")
+    return 0
