@@ -56,6 +56,19 @@ class OVPredictor:
         self.model.set_vocabulary(names, templates, embeddings)
 
     @torch.no_grad()
+    def propose(self, images: Sequence) -> list[dict]:
+        """Class-agnostic proposals: per image ``{"boxes": (P, 4) float32 xyxy in original
+        pixels, "objectness": (P,)}`` (NumPy arrays)."""
+        results: list[dict] = []
+        for start in range(0, len(images), self.batch_size):
+            inputs = [self.mapper.map_image(read_image(image))
+                      for image in images[start:start + self.batch_size]]
+            results += [{"boxes": p["boxes"].cpu().numpy().astype(np.float32),
+                         "objectness": p["objectness"].cpu().numpy()}
+                        for p in self.model.propose(inputs)]
+        return results
+
+    @torch.no_grad()
     def __call__(self, images: Sequence) -> list[dict]:
         if not self.model.vocabulary:
             raise RuntimeError("set a vocabulary first: predictor.set_vocabulary([...names])")

@@ -55,13 +55,17 @@ def main(argv: list[str] | None = None) -> None:
             DetectorCheckpointer(model).load(cfg.MODEL.WEIGHTS)
             evaluate_datasets(cfg, model)
             return
-        model.set_training_vocabulary(training_vocabulary(list(cfg.DATASETS.TRAIN)))
+        vocabulary = training_vocabulary(list(cfg.DATASETS.TRAIN))
+        model.set_training_vocabulary(vocabulary)
         if torch.distributed.is_initialized():
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
                 find_unused_parameters=True)
         trainer = Trainer(cfg, model, cfg.SEED)
         trainer.resume_or_load(args.resume)
+        # initial weights from another run (e.g. pseudo-box pretraining) carry that run's base
+        # names; this run's training vocabulary is what counts as base from now on
+        (model.module if hasattr(model, "module") else model).set_base_names(vocabulary)
         trainer.train()
         evaluate_datasets(cfg, model.module if hasattr(model, "module") else model)
     except (ConfigError, WeightsNotFoundError, FileNotFoundError, UnknownDatasetError) as error:

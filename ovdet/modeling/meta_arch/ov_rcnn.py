@@ -196,9 +196,7 @@ class OpenVocabRCNN(nn.Module):
         outputs = []
         for b, (detections, x) in enumerate(zip(results, batched_inputs)):
             height, width = x["height"], x["width"]
-            scale = torch.tensor([width / images.image_sizes[b][1], height / images.image_sizes[b][0]]
-                                 * 2, device=self.device)
-            boxes_original = box_ops.clip_boxes_to_image(detections["boxes"] * scale, (height, width))
+            boxes_original = self.to_original(detections["boxes"], images.image_sizes[b], x)
             instances = {"boxes": boxes_original, "scores": detections["scores"],
                          "classes": detections["classes"]}
             if self.roi_heads.mask_on:
@@ -206,6 +204,24 @@ class OpenVocabRCNN(nn.Module):
                 instances["masks"] = pasted[:, 0] >= 0.5
             outputs.append({"instances": instances})
         return outputs
+
+    def to_original(self, boxes: torch.Tensor, input_size: tuple[int, int], x: dict
+                    ) -> torch.Tensor:
+        """(N, 4) xyxy boxes in input pixels -> original pixels of image ``x``, clipped."""
+        height, width = x["height"], x["width"]
+        scale = torch.tensor([width / input_size[1], height / input_size[0]] * 2,
+                             device=boxes.device)
+        return box_ops.clip_boxes_to_image(boxes * scale, (height, width))
+
+    @torch.no_grad()
+    def propose(self, batched_inputs: list[dict]) -> list[dict[str, torch.Tensor]]:
+        """Class-agnostic RPN proposals (no vocabulary needed): per image ``{"boxes": (P, 4)
+        xyxy in original pixels, "objectness": (P,)}``."""
+        images = self.preprocess(batched_inputs)
+        _, features = self.backbone(images.tensors)
+        proposals, objectness = self.proposal_generator.propose_with_scores(images, features)
+        return [{"boxes": self.to_original(p, size, x), "objectness": o}
+                for p, o, size, x in zip(proposals, objectness, images.image_sizes, batched_inputs)]
 
     def clip_probabilities(self, trunk_output, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per image (P, C) softmax over the vocabulary of the RMA region embeddings of ``boxes``."""

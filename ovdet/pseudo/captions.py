@@ -1,0 +1,74 @@
+"""Caption files: the input of :mod:`tools/generate_pseudo_boxes.py`.
+
+Format (JSON)::
+
+    {"images": [{"id": 9, "file_name": "000009.jpg", "height": 480, "width": 640,
+                 "captions": ["a cat on a sofa.", "..."]}, ...]}
+
+``file_name`` is relative to the image root. :func:`group_coco_captions` makes it from a COCO
+captions file (``captions_train2017.json``: ``images`` plus one ``annotations`` entry per
+caption, ``{"image_id", "caption"}``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+IMAGE_KEYS = ("id", "file_name", "height", "width")
+
+
+def _load_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"captions file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ValueError(f"{path} has no 'images' list")
+    return data
+
+
+def group_coco_captions(data: dict) -> tuple[list[dict], list[int]]:
+    """COCO captions dict -> (caption records in image order, ids of images without a caption).
+    Captions keep the order of the annotations; non-string captions are an error."""
+    if not isinstance(data.get("annotations"), list):
+        raise ValueError("a COCO captions file needs an 'annotations' list")
+    captions: dict[int, list[str]] = {}
+    for index, annotation in enumerate(data["annotations"]):
+        caption = annotation.get("caption") if isinstance(annotation, dict) else None
+        if not isinstance(caption, str) or "image_id" not in annotation:
+            raise ValueError(f"caption annotation {index} needs 'image_id' and a string "
+                             f"'caption', got {annotation!r}")
+        captions.setdefault(annotation["image_id"], []).append(caption)
+    records, without = [], []
+    for image in data["images"]:
+        missing = [k for k in IMAGE_KEYS if k not in image]
+        if missing:
+            raise ValueError(f"image entry {image!r} lacks {missing}")
+        if image["id"] not in captions:
+            without.append(image["id"])
+            continue
+        records.append({**{k: image[k] for k in IMAGE_KEYS}, "captions": captions[image["id"]]})
+    return records, without
+
+
+def read_caption_records(path: str | Path) -> list[dict]:
+    """Records of a caption file (module doc), checked: unique ids, the image keys present and
+    ``captions`` a list (of anything: bad captions are reported per image by the generator)."""
+    data = _load_json(path)
+    seen: set = set()
+    for index, record in enumerate(data["images"]):
+        missing = [k for k in (*IMAGE_KEYS, "captions") if k not in record]
+        if missing:
+            hint = " (a COCO captions file? convert it with datasets/prepare_coco_captions.py)" \
+                if "captions" in missing and "annotations" in data else ""
+            raise ValueError(f"{path}: image {index} lacks {missing}{hint}")
+        if not isinstance(record["captions"], list):
+            raise ValueError(f"{path}: 'captions' of image {record['id']} must be a list")
+        if record["id"] in seen:
+            raise ValueError(f"{path}: image id {record['id']} appears twice")
+        seen.add(record["id"])
+    return data["images"]

@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Pseudo boxes from image captions with the shared CLIP (PB-OVD), as a COCO instances json.
+
+    python tools/generate_pseudo_boxes.py --captions captions.json --image-root DIR \
+        --vocabulary categories.json --method dense --out pseudo.json
+
+``--captions``: ovdet's caption file (``datasets/prepare_coco_captions.py`` makes it from a COCO
+captions file). ``--vocabulary``: a vocabulary file (a COCO json's ``categories`` are read, with
+their ``synonyms``; or a text file, one ``name[, synonym, ...]`` per line) or a comma-separated
+list of names. ``--background``: names that compete in the softmax but never get boxes (stuff).
+``--proposals``: a detector checkpoint whose RPN gives the candidate boxes (its config is read from
+``--proposals-config``, default ``config.yaml`` next to the checkpoint); without it candidates are
+box-free. Sharded and resumable: rerun the same command after an interruption. Writes OUT, OUT's
+report (``.report.json``) and the shards (``OUT.parts/``). Exit status 2 on bad arguments or input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from ovdet.clip.load import WeightsNotFoundError, load_clip
+from ovdet.pseudo.captions import read_caption_records
+from ovdet.pseudo.generator import PseudoBoxGenerator, PseudoBoxOptions
+from ovdet.pseudo.maps import DENSE_SOURCES, METHODS
+from ovdet.pseudo.runner import generate_pseudo_boxes, report_path
+from ovdet.pseudo.scoring import SCORERS
+from ovdet.pseudo.vocabulary import NounVocabulary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--captions", required=True, help="ovdet caption file (json)")
+    parser.add_argument("--image-root", required=True, help="folder the file_names are under")
+    parser.add_argument("--vocabulary", required=True,
+                        help="vocabulary file (.json or .txt) or comma-separated names")
+    parser.add_argument("--background", default="",
+                        help="comma-separated background names (e.g. stuff), never boxed")
+    parser.add_argument("--method", choices=METHODS, default="dense")
+    parser.add_argument("--dense-source", choices=DENSE_SOURCES, default="window",
+                        help="dense maps from window region tokens or value-trick patches")
+    parser.add_argument("--window", type=int, default=3, help="window side, in patches (odd)")
+    parser.add_argument("--gradcam-block", type=int, default=-2,
+                        help="Grad-CAM at the states entering this block (negative: from the end)")
+    parser.add_argument("--input-size", type=int, default=192,
+                        help="longer image side fed to CLIP, in pixels")
+    parser.add_argument("--zero-below", type=float, default=0.4,
+                        help="normalised activations under this are zeroed")
+    parser.add_argument("--thresholds", default="0.3,0.5,0.7,0.85",
+                        help="levels of the box-free candidate regions")
+    parser.add_argument("--scorer", choices=SCORERS, default="activation")
+    parser.add_argument("--region-weight", type=float, default=0.5,
+                        help="weight of the region score in the combined scorer")
+    parser.add_argument("--proposals", default="", help="detector checkpoint for candidates")
+    parser.add_argument("--proposals-config", default="",
+                        help="its config (default: config.yaml next to the checkpoint)")
+    parser.add_argument("--clip", default="toyworld", help="open_clip model name")
+    parser.add_argument("--clip-pretrained", default="", help="open_clip tag or local file")
+    parser.add_argument("--out", required=True, help="output COCO json")
+    parser.add_argument("--shard-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--overwrite", action="store_true", help="discard shards of another run")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser.parse_args(argv)
+
+
+def load_vocabulary(spec: str) -> tuple[NounVocabulary, list[dict]]:
+    """A vocabulary and the categories the output json lists (extra keys such as ``split``
+    kept from a json file)."""
+    path = Path(spec)
+    if path.suffix in (".json", ".txt") or path.exists():
+        vocabulary = NounVocabulary.from_file(path)
+        if path.suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries = data.get("categories") if isinstance(data, dict) else data
+            keep = ("supercategory", "split", "synonyms", "frequency")
+            by_id = {int(e.get("id", k + 1)): e for k, e in enumerate(entries)}
+            return vocabulary, [{"id": c.id, "name": c.name,
+                                 **{k: by_id[c.id][k] for k in keep if k in by_id[c.id]}}
+                                for c in vocabulary.categories]
+    else:
+        vocabulary = NounVocabulary.from_names([n.strip() for n in spec.split(",") if n.strip()])
+    return vocabulary, [{"id": c.id, "name": c.name} for c in vocabulary.categories]
+
+
+def proposal_source(checkpoint: str, config_file: str, device: str):
+    """Candidates from a detector's RPN: a callable images -> per image (P, 4) boxes."""
+    from ovdet.config import get_cfg
+    from ovdet.predictor import OVPredictor
+
+    config_file = config_file or str(Path(checkpoint).with_name("config.yaml"))
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"proposal checkpoint not found: {checkpoint}")
+    cfg = get_cfg()
+    cfg.merge_from_file(config_file)
+    cfg.MODEL.DEVICE = device
+    predictor = OVPredictor(cfg, checkpoint)
+    return lambda images: [torch.from_numpy(p["boxes"]) for p in predictor.propose(images)]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        records = read_caption_records(args.captions)
+        vocabulary, categories = load_vocabulary(args.vocabulary)
+        options = PseudoBoxOptions(
+            method=args.method, source=args.dense_source, window=args.window,
+            gradcam_block=args.gradcam_block, input_size=args.input_size,
+            zero_below=args.zero_below,
+            thresholds=tuple(float(t) for t in args.thresholds.split(",")),
+            scorer=args.scorer, region_weight=args.region_weight)
+        background = [n.strip() for n in args.background.split(",") if n.strip()]
+        clip = load_clip(args.clip, args.clip_pretrained or None, device=args.device)
+        proposals = proposal_source(args.proposals, args.proposals_config, args.device) \
+            if args.proposals else None
+        generator = PseudoBoxGenerator(clip, vocabulary, options, background, proposals,
+                                       args.device)
+        settings = {"clip": args.clip, "clip_pretrained": args.clip_pretrained,
+                    "vocabulary": [[c.id, list(c.phrases)] for c in vocabulary.categories],
+                    "background": background, "proposals": args.proposals,
+                    "options": options.to_dict()}
+        report = generate_pseudo_boxes(generator, records, args.image_root, args.out, settings,
+                                       categories, args.shard_size, args.batch_size,
+                                       args.overwrite)
+    except (ValueError, FileNotFoundError, WeightsNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"pseudo boxes: {report['boxes']} boxes on {report['images_with_boxes']} of "
+          f"{report['images']} images -> {args.out}; {len(report['problems'])} problems "
+          f"listed in {report_path(args.out)}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
