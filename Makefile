@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ovdet-installed
 DATASETS ?= datasets
 TOYWORLD := $(DATASETS)/toyworld
 
-.PHONY: demo test toyworld clean-demo
+.PHONY: demo demo-pseudo test toyworld clean-demo
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,31 @@ demo: $(STAMP) toyworld
 		MODEL.WEIGHTS $(DEMO_DIR)/model_final.pth MODEL.OPEN_VOCAB.NOVEL_PRIOR head \
 		MODEL.OPEN_VOCAB.BETA_NOVEL 0.65 MODEL.OPEN_VOCAB.NOVEL_BOXES regressed \
 		OUTPUT_DIR $(DEMO_DIR)/fvlm_novel_term
+
+PSEUDO_DIR ?= output/demo_pseudo
+CAPTIONS := $(TOYWORLD)/annotations/captions_train_ovdet.json
+
+# Training without box labels: pseudo-box quality of the three activation methods on val,
+# pseudo boxes for train from captions (box-free), a detector trained on them alone (zero human
+# boxes), and the PB-OVD recipe (pseudo-box pretraining, then base boxes). About 20 minutes.
+demo-pseudo: $(STAMP) toyworld
+	$(PY) datasets/prepare_coco_captions.py --input $(TOYWORLD)/annotations/captions_train.json \
+		--output $(CAPTIONS)
+	$(PY) tools/benchmark.py pseudo-boxes --dataset-root $(TOYWORLD) --split val
+	$(PY) tools/generate_pseudo_boxes.py --captions $(CAPTIONS) --image-root $(TOYWORLD)/train \
+		--vocabulary $(TOYWORLD)/annotations/instances_train.json \
+		--background sky,grass,water,sand,wall --out $(TOYWORLD)/annotations/pseudo_train.json
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py \
+		--config-file configs/toyworld/ovrcnn_pseudo.yaml OUTPUT_DIR $(PSEUDO_DIR)/zero_boxes
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py \
+		--config-file configs/toyworld/pbovd_pretrain.yaml OUTPUT_DIR $(PSEUDO_DIR)/pbovd_pretrain
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py \
+		--config-file configs/toyworld/pbovd_finetune.yaml OUTPUT_DIR $(PSEUDO_DIR)/pbovd_finetune \
+		MODEL.WEIGHTS $(PSEUDO_DIR)/pbovd_pretrain/model_final.pth
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py \
+		--config-file $(PSEUDO_DIR)/pbovd_finetune/config.yaml --eval-only \
+		MODEL.WEIGHTS $(PSEUDO_DIR)/pbovd_finetune/model_final.pth \
+		MODEL.OPEN_VOCAB.NOVEL_PRIOR objectness OUTPUT_DIR $(PSEUDO_DIR)/pbovd_finetune/objectness_prior
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

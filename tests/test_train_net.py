@@ -144,3 +144,21 @@ def test_demo_any_image(trained, tmp_path, capsys):
             x1, y1, x2, y2 = d["bbox"]
             assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
             assert d["category"] in {"tomato", "egg", "grape"} and 0 <= d["score"] <= 1
+
+
+def test_fine_tuning_from_another_runs_weights_keeps_its_own_base_names(tiny_world, config_file,
+                                                                       tmp_path):
+    """Pseudo-box pretraining on all 12 classes, then fine-tuning on the 8 base classes: the
+    fine-tuned detector's base classes are the 8 it was fine-tuned on, not the checkpoint's 12."""
+    from ovdet.data import register_coco_instances
+
+    register_coco_instances("tiny_train_all", str(tiny_world / "annotations/instances_train.json"),
+                            str(tiny_world / "train"))
+    train(config_file, tmp_path / "pretrain", "DATASETS.TRAIN", "('tiny_train_all',)",
+          "DATASETS.TEST", "()")
+    pretrained = tmp_path / "pretrain/model_final.pth"
+    assert len(torch.load(pretrained, weights_only=False)["base_names"]) == 12
+    train(config_file, tmp_path / "finetune", "MODEL.WEIGHTS", str(pretrained),
+          "DATASETS.TEST", "()")
+    finetuned = torch.load(tmp_path / "finetune/model_final.pth", weights_only=False)
+    assert len(finetuned["base_names"]) == 8 and "banana" not in finetuned["base_names"]

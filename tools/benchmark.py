@@ -46,7 +46,7 @@ def pseudo_boxes(args: argparse.Namespace) -> dict:
     for method in args.methods.split(","):
         if method not in METHODS:
             raise SystemExit(f"error: unknown method {method!r}; choose from {METHODS}")
-        options = PseudoBoxOptions(method=method, gradcam_block=args.gradcam_block)
+        options = PseudoBoxOptions(method=method)
         generator = PseudoBoxGenerator(clip, vocabulary, options, background)
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "pseudo.json"
@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
     pseudo.add_argument("--split", default="val")
     pseudo.add_argument("--num-images", type=int, default=500)
     pseudo.add_argument("--methods", default=",".join(METHODS))
-    pseudo.add_argument("--gradcam-block", type=int, default=-2)
     pseudo.add_argument("--batch-size", type=int, default=32)
     pseudo.add_argument("--clip", default="toyworld")
     args = parser.parse_args(argv)

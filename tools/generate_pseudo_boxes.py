@@ -33,6 +33,7 @@ from ovdet.pseudo.vocabulary import NounVocabulary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = PseudoBoxOptions()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--captions", required=True, help="ovdet caption file (json)")
     parser.add_argument("--image-root", required=True, help="folder the file_names are under")
@@ -40,20 +41,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="vocabulary file (.json or .txt) or comma-separated names")
     parser.add_argument("--background", default="",
                         help="comma-separated background names (e.g. stuff), never boxed")
-    parser.add_argument("--method", choices=METHODS, default="dense")
-    parser.add_argument("--dense-source", choices=DENSE_SOURCES, default="window",
+    parser.add_argument("--method", choices=METHODS, default=defaults.method)
+    parser.add_argument("--dense-source", choices=DENSE_SOURCES, default=defaults.source,
                         help="dense maps from window region tokens or value-trick patches")
-    parser.add_argument("--window", type=int, default=3, help="window side, in patches (odd)")
-    parser.add_argument("--gradcam-block", type=int, default=-2,
+    parser.add_argument("--window", type=int, default=defaults.window,
+                        help="window side, in patches (odd)")
+    parser.add_argument("--gradcam-block", type=int, default=defaults.gradcam_block,
                         help="Grad-CAM at the states entering this block (negative: from the end)")
-    parser.add_argument("--input-size", type=int, default=192,
+    parser.add_argument("--input-size", type=int, default=defaults.input_size,
                         help="longer image side fed to CLIP, in pixels")
-    parser.add_argument("--zero-below", type=float, default=0.4,
+    parser.add_argument("--zero-below", type=float, default=defaults.zero_below,
                         help="normalised activations under this are zeroed")
-    parser.add_argument("--thresholds", default="0.3,0.5,0.7,0.85",
+    parser.add_argument("--thresholds", default=",".join(map(str, defaults.thresholds)),
                         help="levels of the box-free candidate regions")
-    parser.add_argument("--scorer", choices=SCORERS, default="activation")
-    parser.add_argument("--region-weight", type=float, default=0.5,
+    parser.add_argument("--scorer", choices=SCORERS, default=defaults.scorer)
+    parser.add_argument("--region-weight", type=float, default=defaults.region_weight,
                         help="weight of the region score in the combined scorer")
     parser.add_argument("--proposals", default="", help="detector checkpoint for candidates")
     parser.add_argument("--proposals-config", default="",

@@ -40,11 +40,11 @@ class PseudoBoxOptions:
     method: str = "dense"
     source: str = "window"
     window: int = 3
-    gradcam_block: int = -1
+    gradcam_block: int = -2
     input_size: int = 192
     zero_below: float = 0.4
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7, 0.85)
-    scorer: str = "combined"
+    scorer: str = "activation"
     region_weight: float = 0.5
     templates: tuple[str, ...] = field(default=DEFAULT_TEMPLATES)
 
@@ -144,10 +144,12 @@ class PseudoBoxGenerator:
             if problem:
                 result.problems.append(problem)
         todo = [b for b, q in enumerate(queries) if q]
-        proposals = self.proposals([images[b] for b in todo]) if self.proposals and todo else None
+        proposals = dict(zip(todo, self.proposals([images[b] for b in todo]))) \
+            if self.proposals and todo else None
         groups: dict[tuple[int, int], list[int]] = {}
         for b in todo:
-            shape = input_shape(*images[b].shape[:2], self.options.input_size, self.trunk.patch_size)
+            shape = input_shape(*images[b].shape[:2], self.options.input_size,
+                                self.trunk.patch_size)
             groups.setdefault(shape, []).append(b)
         for shape, members in groups.items():
             batch = torch.stack([self._to_input(images[b], shape) for b in members])
@@ -158,7 +160,7 @@ class PseudoBoxGenerator:
                 height, width = images[b].shape[:2]
                 normalized = normalize_maps(image_maps, (height, width), self.options.zero_below)
                 if proposals is not None:
-                    boxes = proposals[todo.index(b)].to(self.device).float()
+                    boxes = proposals[b].to(self.device).float()
                     candidates.append([(m, boxes) for m in normalized])
                 else:
                     candidates.append([(m, component_boxes(m, self.options.thresholds)
@@ -193,7 +195,7 @@ class PseudoBoxGenerator:
                 name = self.vocabulary.categories[self.row_of[category_id]].name
                 stop = start + len(boxes)
                 if len(boxes) == 0 or activation.max() <= 0:
-                    results[b].problems.append(f"no candidate box for '{name}' (empty map)")
+                    results[b].problems.append(f"no candidate box for '{name}'")
                     start = stop
                     continue
                 fit = activation_scores(activation, boxes)

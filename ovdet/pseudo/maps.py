@@ -47,11 +47,12 @@ class ActivationMaps:
         trunk: a CLIP trunk; ``dense`` with ``source="window"`` uses its kept blocks.
         logit_scale: CLIP's temperature (``clip.model.logit_scale.exp()``).
         method, source, window, gradcam_block: see the module doc; ``gradcam_block`` counts
-            from 0, negative values from the end (-1: the states entering the last block).
+            from 0, negative values from the end (-1: the states entering the last block; the
+            default -2 measured best on the toy world).
     """
 
     def __init__(self, trunk: CLIPViTTrunk, logit_scale: float, method: str = "dense",
-                 source: str = "window", window: int = 3, gradcam_block: int = -1) -> None:
+                 source: str = "window", window: int = 3, gradcam_block: int = -2) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if source not in DENSE_SOURCES:

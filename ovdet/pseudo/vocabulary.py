@@ -41,23 +41,26 @@ def normalize_text(text: str) -> str:
     return " ".join(re.split(r"[^a-z0-9]+", ascii_text)).strip()
 
 
-def plural(phrase: str) -> str:
-    """English plural of the last word of a normalised phrase ("ice cube" -> "ice cubes")."""
+def plurals(phrase: str) -> list[str]:
+    """English plurals of the last word of a normalised phrase ("ice cube" -> ["ice cubes"]);
+    a consonant + "o" ending gets both forms ("tomatos", "tomatoes")."""
     head, _, last = phrase.rpartition(" ")
     if re.search(r"(s|x|z|ch|sh)$", last):
-        last += "es"
+        forms = [last + "es"]
     elif re.search(r"[^aeiou]y$", last):
-        last = last[:-1] + "ies"
+        forms = [last[:-1] + "ies"]
+    elif re.search(r"[^aeiou]o$", last):
+        forms = [last + "s", last + "es"]
     else:
-        last += "s"
-    return f"{head} {last}" if head else last
+        forms = [last + "s"]
+    return [f"{head} {form}" if head else form for form in forms]
 
 
 def _phrases(name: str, synonyms: Iterable[str]) -> tuple[str, ...]:
     phrases: list[str] = []
     for text in (name, *synonyms):
         phrase = normalize_text(text.replace("_", " "))
-        for form in (phrase, plural(phrase)) if phrase else ():
+        for form in ([phrase, *plurals(phrase)] if phrase else []):
             if form not in phrases:
                 phrases.append(form)
     return tuple(phrases)
