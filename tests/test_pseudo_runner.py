@@ -135,3 +135,16 @@ def test_command_line(captioned_images, tmp_path):
     missing = subprocess.run(command[:2] + ["--captions", str(tmp_path / "none.json")]
                              + command[4:], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and "captions file not found" in missing.stderr
+
+
+def test_benchmark_prints_quality_per_method(tiny_world):
+    done = subprocess.run([sys.executable, str(ROOT / "tools/benchmark.py"), "pseudo-boxes",
+                           "--dataset-root", str(tiny_world), "--split", "val",
+                           "--methods", "dense,dense-value"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["images"] == 6 and list(results["methods"]) == ["dense", "dense-value"]
+    for quality in results["methods"].values():
+        assert 0 <= quality["precision"] <= 100 and quality["images_per_second"] > 0
+        assert quality["gt_boxes"] == len(json.loads(
+            (tiny_world / "annotations/instances_val.json").read_text())["annotations"])

@@ -3,10 +3,13 @@
 them are meaningful on a noisy machine.
 
     python tools/benchmark.py pseudo-boxes [--dataset-root datasets/toyworld] [--split val]
-        [--num-images 500] [--methods dense,gradcam,softmax_gradcam]
+        [--num-images 500] [--methods dense,gradcam,softmax_gradcam,dense-value,...]
 
 ``pseudo-boxes``: every method generates pseudo boxes for the split's captions (box-free
-candidates, the tool's defaults, the toy world's stuff names as background) and is scored
+candidates, the tool's defaults, the toy world's stuff names as background; ablations of
+``dense``: ``dense-value`` with value-trick patch embeddings instead of window region tokens,
+``dense-region`` and ``dense-combined`` with the RMA region scorer alone or combined,
+``dense-no-background`` without the stuff names) and is scored
 against the split's ground truth (:mod:`ovdet.evaluation.pseudo_boxes`): precision, recall,
 pair recall (percent) and images per second.
 """
@@ -31,6 +34,13 @@ from ovdet.pseudo.runner import generate_pseudo_boxes
 from ovdet.pseudo.vocabulary import NounVocabulary
 
 
+VARIANTS = {**{method: {"method": method} for method in METHODS},
+            "dense-value": {"method": "dense", "source": "value"},
+            "dense-region": {"method": "dense", "scorer": "region"},
+            "dense-combined": {"method": "dense", "scorer": "combined"},
+            "dense-no-background": {"method": "dense", "background": False}}
+
+
 def pseudo_boxes(args: argparse.Namespace) -> dict:
     root = Path(args.dataset_root)
     annotations = root / "annotations"
@@ -44,10 +54,11 @@ def pseudo_boxes(args: argparse.Namespace) -> dict:
     background = [c.name for c in STUFF_CATEGORIES]
     results = {"images": len(records), "torch_threads": torch.get_num_threads(), "methods": {}}
     for method in args.methods.split(","):
-        if method not in METHODS:
-            raise SystemExit(f"error: unknown method {method!r}; choose from {METHODS}")
-        options = PseudoBoxOptions(method=method)
-        generator = PseudoBoxGenerator(clip, vocabulary, options, background)
+        if method not in VARIANTS:
+            raise SystemExit(f"error: unknown method {method!r}; choose from {list(VARIANTS)}")
+        settings = dict(VARIANTS[method])
+        names = background if settings.pop("background", True) else []
+        generator = PseudoBoxGenerator(clip, vocabulary, PseudoBoxOptions(**settings), names)
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "pseudo.json"
             started = time.perf_counter()
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     pseudo.add_argument("--dataset-root", default="datasets/toyworld")
     pseudo.add_argument("--split", default="val")
     pseudo.add_argument("--num-images", type=int, default=500)
-    pseudo.add_argument("--methods", default=",".join(METHODS))
+    pseudo.add_argument("--methods", default=",".join(VARIANTS))
     pseudo.add_argument("--batch-size", type=int, default=32)
     pseudo.add_argument("--clip", default="toyworld")
     args = parser.parse_args(argv)
