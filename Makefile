@@ -51,7 +51,8 @@ demo-pseudo: $(STAMP) toyworld
 	$(PY) tools/benchmark.py pseudo-boxes --dataset-root $(TOYWORLD) --split val
 	$(PY) tools/generate_pseudo_boxes.py --captions $(CAPTIONS) --image-root $(TOYWORLD)/train \
 		--vocabulary $(TOYWORLD)/annotations/instances_train.json \
-		--background sky,grass,water,sand,wall --out $(TOYWORLD)/annotations/pseudo_train.json
+		--background sky,grass,water,sand,wall --out $(TOYWORLD)/annotations/pseudo_train.json \
+		--overwrite
 	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py \
 		--config-file configs/toyworld/ovrcnn_pseudo.yaml OUTPUT_DIR $(PSEUDO_DIR)/zero_boxes
 	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py \

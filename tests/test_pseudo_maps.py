@@ -163,6 +163,8 @@ def test_bad_options_are_clear_errors(toy_clip):
         ActivationMaps(trunk, 100.0, method="gradcam", gradcam_block=7)
     with pytest.raises(ValueError, match="zero_below"):
         PseudoBoxOptions(zero_below=1.5)
+    with pytest.raises(ValueError, match="same regions as zero_below"):
+        PseudoBoxOptions(zero_below=0.4, thresholds=(0.3, 0.6))
 
 
 def test_input_shape_keeps_aspect_on_the_patch_grid():

@@ -103,6 +103,26 @@ def test_killed_run_resumes_to_identical_output(captioned_images, generator, tmp
     assert out.read_bytes() == reference.read_bytes()
 
 
+def test_corrupt_shard_is_recomputed(captioned_images, generator, tmp_path):
+    root, records = captioned_images
+    out = tmp_path / "pseudo.json"
+    run(generator, records, root, out)
+    reference = out.read_bytes()
+    (parts_dir(out) / "shard_00001.json").write_text('{"images": [')  # cut off mid-write
+    calls = DiesAfter(generator, 100)
+    report = run(calls, records, root, out)
+    assert calls.calls == 98 and report["images_processed_this_run"] == 2
+    assert out.read_bytes() == reference
+
+
+def test_bad_destinations_are_clear_errors(captioned_images, generator, tmp_path):
+    root, records = captioned_images
+    with pytest.raises(ValueError, match="is a directory"):
+        run(generator, records, root, tmp_path)
+    with pytest.raises(ValueError, match="image root"):
+        run(generator, records, tmp_path / "nowhere", tmp_path / "pseudo.json")
+
+
 def test_shards_of_another_run_are_refused(captioned_images, generator, tmp_path):
     root, records = captioned_images
     out = tmp_path / "pseudo.json"
@@ -132,6 +152,12 @@ def test_command_line(captioned_images, tmp_path):
                                          "--thresholds", "0,2"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("error: thresholds")
+    words = subprocess.run(command + ["--thresholds", "a,b"], capture_output=True, text=True,
+                           cwd=tmp_path)
+    assert words.returncode == 2 and "--thresholds takes comma-separated numbers" in words.stderr
+    clash = subprocess.run(command + ["--background", "sand,egg"], capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert clash.returncode == 2 and "background names repeat vocabulary names" in clash.stderr
     missing = subprocess.run(command[:2] + ["--captions", str(tmp_path / "none.json")]
                              + command[4:], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and "captions file not found" in missing.stderr

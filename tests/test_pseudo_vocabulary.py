@@ -55,12 +55,35 @@ def test_plural_and_normalize():
 def test_bad_vocabularies():
     with pytest.raises(ValueError, match="empty"):
         NounVocabulary([])
-    with pytest.raises(ValueError, match="names two categories"):
-        NounVocabulary([{"id": 1, "name": "cat"}, {"id": 2, "name": "kitty", "synonyms": ["cat"]}])
     with pytest.raises(ValueError, match="ids must be unique"):
         NounVocabulary([{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}])
     with pytest.raises(ValueError, match="no usable 'name'"):
         NounVocabulary([{"id": 1, "name": "!!"}])
+    with pytest.raises(ValueError, match="integer 'id'"):
+        NounVocabulary([{"id": None, "name": "cat"}])
+    with pytest.raises(ValueError, match="list of strings"):
+        NounVocabulary([{"id": 1, "name": "cat", "synonyms": "kitty"}])
+    with pytest.raises(ValueError, match="list of strings"):
+        NounVocabulary([{"id": 1, "name": "cat", "synonyms": [None]}])
+
+
+def test_shared_names(caplog):
+    # a name two categories give explicitly is ambiguous: not matched, with a warning
+    vocabulary = NounVocabulary([{"id": 1, "name": "cat"},
+                                 {"id": 2, "name": "kitty", "synonyms": ["cat"]}])
+    assert vocabulary.match("a cat and a kitty") == [2]
+    assert "not matched: cat, cats" in caplog.text
+    # an explicit name beats another category's generated plural
+    vocabulary = NounVocabulary.from_names(["glass", "glasses"])
+    assert vocabulary.match("a glass") == [1] and vocabulary.match("my glasses") == [2]
+    assert vocabulary.categories[0].phrases == ("glass",)
+
+
+def test_lvis_names():
+    vocabulary = NounVocabulary([{"id": 12, "name": "bat_(animal)", "synonyms": ["bat_(animal)"]},
+                                 {"id": 13, "name": "baseball_bat", "synonyms": ["baseball_bat"]}])
+    assert vocabulary.match("a bat flies over a baseball bat") == [12, 13]
+    assert vocabulary.match("two bats") == [12]
 
 
 def test_vocabulary_files(tmp_path):
@@ -113,8 +136,18 @@ def test_read_caption_records(tmp_path):
     path.write_text(json.dumps({"images": records + records[:1]}))
     with pytest.raises(ValueError, match="appears twice"):
         read_caption_records(path)
+    for bad, message in (({"id": "9", "file_name": "a.jpg", "captions": []}, "integer 'id'"),
+                         ({"id": 9, "file_name": 3, "captions": []}, "path string"),
+                         ({"id": 9, "file_name": "a.jpg", "captions": "a cat"}, "must be a list"),
+                         (["a cat"], "not an object")):
+        path.write_text(json.dumps({"images": [bad]}))
+        with pytest.raises(ValueError, match=message):
+            read_caption_records(path)
     path.write_text(json.dumps({"images": records}))
     assert read_caption_records(path) == records
+    minimal = [{"id": 1, "file_name": "a.jpg", "captions": ["a cat"]}]  # no height and width
+    path.write_text(json.dumps({"images": minimal}))
+    assert read_caption_records(path) == minimal
     with pytest.raises(FileNotFoundError):
         read_caption_records(tmp_path / "missing.json")
 

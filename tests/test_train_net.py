@@ -162,3 +162,36 @@ def test_fine_tuning_from_another_runs_weights_keeps_its_own_base_names(tiny_wor
           "DATASETS.TEST", "()")
     finetuned = torch.load(tmp_path / "finetune/model_final.pth", weights_only=False)
     assert len(finetuned["base_names"]) == 8 and "banana" not in finetuned["base_names"]
+
+
+def test_rpn_proposals_serve_as_pseudo_box_candidates(trained, tiny_world, tmp_path):
+    from ovdet import OVPredictor
+    from ovdet.config import get_cfg
+    from ovdet.pseudo.captions import group_coco_captions
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(trained / "config.yaml"))
+    predictor = OVPredictor(cfg, str(trained / "model_final.pth"))
+    proposals, = predictor.propose([np.full((50, 90, 3), 120, np.uint8)])
+    boxes = proposals["boxes"]
+    assert boxes.shape[1] == 4 and 0 < len(boxes) <= 30
+    assert len(proposals["objectness"]) == len(boxes)
+    assert (boxes[:, [0, 2]] >= 0).all() and (boxes[:, [0, 2]] <= 90).all()
+    assert (boxes[:, [1, 3]] >= 0).all() and (boxes[:, [1, 3]] <= 50).all()
+
+    records, _ = group_coco_captions(json.loads(
+        (tiny_world / "annotations/captions_val.json").read_text()))
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps({"images": records}))
+    out = tmp_path / "pseudo.json"
+    load_tool("generate_pseudo_boxes").main([
+        "--captions", str(captions), "--image-root", str(tiny_world / "val"),
+        "--vocabulary", str(tiny_world / "annotations/instances_val.json"),
+        "--proposals", str(trained / "model_final.pth"), "--out", str(out)])
+    annotations = json.loads(out.read_text())["annotations"]
+    assert annotations
+    files = {r["id"]: tiny_world / "val" / r["file_name"] for r in records}
+    for annotation in annotations:
+        x, y, w, h = annotation["bbox"]
+        candidates = predictor.propose([str(files[annotation["image_id"]])])[0]["boxes"]
+        assert np.abs(candidates - np.array([x, y, x + w, y + h], np.float32)).max(1).min() < 1e-3

@@ -32,6 +32,21 @@ from ovdet.pseudo.scoring import SCORERS
 from ovdet.pseudo.vocabulary import NounVocabulary
 
 
+def thresholds(text: str) -> tuple[float, ...]:
+    """``--thresholds`` "0.4,0.5" -> (0.4, 0.5)."""
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--thresholds takes comma-separated numbers, e.g. 0.4,0.7; got {text!r}") from None
+
+
+def file_signature(path: str) -> list:
+    """What identifies a weights file's contents cheaply: resolved path, size, mtime."""
+    stat = Path(path).stat()
+    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = PseudoBoxOptions()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -52,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="longer image side fed to CLIP, in pixels")
     parser.add_argument("--zero-below", type=float, default=defaults.zero_below,
                         help="normalised activations under this are zeroed")
-    parser.add_argument("--thresholds", default=",".join(map(str, defaults.thresholds)),
+    parser.add_argument("--thresholds", type=thresholds, default=defaults.thresholds,
                         help="levels of the box-free candidate regions")
     parser.add_argument("--scorer", choices=SCORERS, default=defaults.scorer)
     parser.add_argument("--region-weight", type=float, default=defaults.region_weight,
@@ -94,7 +109,6 @@ def proposal_source(checkpoint: str, config_file: str, device: str):
     from ovdet.config import get_cfg
     from ovdet.predictor import OVPredictor
 
-    config_file = config_file or str(Path(checkpoint).with_name("config.yaml"))
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"proposal checkpoint not found: {checkpoint}")
     cfg = get_cfg()
@@ -114,22 +128,27 @@ def main(argv: list[str] | None = None) -> dict:
             method=args.method, source=args.dense_source, window=args.window,
             gradcam_block=args.gradcam_block, input_size=args.input_size,
             zero_below=args.zero_below,
-            thresholds=tuple(float(t) for t in args.thresholds.split(",")),
+            thresholds=args.thresholds,
             scorer=args.scorer, region_weight=args.region_weight)
         background = [n.strip() for n in args.background.split(",") if n.strip()]
         clip = load_clip(args.clip, args.clip_pretrained or None, device=args.device)
-        proposals = proposal_source(args.proposals, args.proposals_config, args.device) \
+        proposals_config = args.proposals_config or (
+            str(Path(args.proposals).with_name("config.yaml")) if args.proposals else "")
+        proposals = proposal_source(args.proposals, proposals_config, args.device) \
             if args.proposals else None
         generator = PseudoBoxGenerator(clip, vocabulary, options, background, proposals,
                                        args.device)
-        settings = {"clip": args.clip, "clip_pretrained": args.clip_pretrained,
-                    "vocabulary": [[c.id, list(c.phrases)] for c in vocabulary.categories],
-                    "background": background, "proposals": args.proposals,
-                    "options": options.to_dict()}
+        settings = {"clip": args.clip, "clip_weights": clip.weights_fingerprint(),
+                    "vocabulary": [[c.id, c.name, list(c.phrases)]
+                                   for c in vocabulary.categories],
+                    "background": background, "options": options.to_dict(),
+                    "proposals": file_signature(args.proposals) if args.proposals else None,
+                    "proposals_config": file_signature(proposals_config)
+                    if proposals_config else None}
         report = generate_pseudo_boxes(generator, records, args.image_root, args.out, settings,
                                        categories, args.shard_size, args.batch_size,
                                        args.overwrite)
-    except (ValueError, FileNotFoundError, WeightsNotFoundError) as error:
+    except (ValueError, OSError, WeightsNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     print(f"pseudo boxes: {report['boxes']} boxes on {report['images_with_boxes']} of "

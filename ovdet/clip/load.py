@@ -57,11 +57,19 @@ class CLIPBundle:
 
     def text_fingerprint(self) -> str:
         """SHA-1 of the text tower's current weights: what text embeddings depend on."""
+        return self._fingerprint(lambda key: not key.startswith("visual."))
+
+    def weights_fingerprint(self) -> str:
+        """SHA-1 of all current weights (image and text towers)."""
+        return self._fingerprint(lambda key: True)
+
+    def _fingerprint(self, include: Callable[[str], bool]) -> str:
         digest = hashlib.sha1()
         for key, value in sorted(self.model.state_dict().items()):
-            if not key.startswith("visual."):
+            if include(key):
                 digest.update(key.encode())
-                digest.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+                digest.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8)
+                              .numpy().tobytes())
         return digest.hexdigest()
 
 

@@ -43,7 +43,7 @@ class PseudoBoxOptions:
     gradcam_block: int = -2
     input_size: int = 192
     zero_below: float = 0.4
-    thresholds: tuple[float, ...] = (0.3, 0.5, 0.7, 0.85)
+    thresholds: tuple[float, ...] = (0.4, 0.5, 0.7, 0.85)
     scorer: str = "activation"
     region_weight: float = 0.5
     templates: tuple[str, ...] = field(default=DEFAULT_TEMPLATES)
@@ -55,6 +55,9 @@ class PseudoBoxOptions:
             raise ValueError(f"zero_below must be in [0, 1), got {self.zero_below}")
         if not self.thresholds or not all(0 < t <= 1 for t in self.thresholds):
             raise ValueError(f"thresholds must be in (0, 1], got {self.thresholds}")
+        if min(self.thresholds) < self.zero_below:
+            raise ValueError(f"thresholds {self.thresholds} below zero_below {self.zero_below} "
+                             "find the same regions as zero_below itself; raise them")
         if not 0 <= self.region_weight <= 1:
             raise ValueError(f"region_weight must be in [0, 1], got {self.region_weight}")
         if self.input_size < 1:
@@ -119,6 +122,9 @@ class PseudoBoxGenerator:
                  options: PseudoBoxOptions = PseudoBoxOptions(), background: Sequence[str] = (),
                  proposals: ProposalSource | None = None, device: str | torch.device = "cpu"
                  ) -> None:
+        shared = set(vocabulary.names) & set(background)
+        if shared:
+            raise ValueError(f"background names repeat vocabulary names: {sorted(shared)}")
         self.clip, self.vocabulary, self.options = clip, vocabulary, options
         self.device = torch.device(device)
         model = clip.model.to(self.device).eval()
@@ -144,8 +150,13 @@ class PseudoBoxGenerator:
             if problem:
                 result.problems.append(problem)
         todo = [b for b, q in enumerate(queries) if q]
-        proposals = dict(zip(todo, self.proposals([images[b] for b in todo]))) \
-            if self.proposals and todo else None
+        proposals = None
+        if self.proposals and todo:
+            boxes = self.proposals([images[b] for b in todo])
+            if len(boxes) != len(todo):
+                raise ValueError(f"the proposal source gave boxes for {len(boxes)} of "
+                                 f"{len(todo)} images")
+            proposals = dict(zip(todo, boxes))
         groups: dict[tuple[int, int], list[int]] = {}
         for b in todo:
             shape = input_shape(*images[b].shape[:2], self.options.input_size,

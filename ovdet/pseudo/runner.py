@@ -3,7 +3,7 @@
 Images are processed in shards of ``shard_size`` (in file order), each written atomically to
 ``OUT.parts/shard_NNNNN.json`` as soon as it is done: a run killed at any moment loses at most the
 shard in progress, and a rerun skips finished shards. ``OUT.parts/run.json`` holds the run's
-fingerprint (options, vocabulary, CLIP, captions); shards of a different run are never mixed in
+fingerprint (the caller's settings, shard size, image root, captions); shards of a different run are never mixed in
 (rerun with ``overwrite=True`` to start again).
 
 When every shard is done the shards are merged into ``OUT``, a COCO instances json (images that
@@ -54,8 +54,9 @@ def _prepare_parts(out: Path, run_id: str, overwrite: bool) -> Path:
     if manifest.is_file():
         previous = json.loads(manifest.read_text()).get("fingerprint")
         if previous != run_id:
-            raise ValueError(f"{parts} holds shards of a different run (other options, "
-                             "vocabulary or captions); rerun with --overwrite to start again")
+            raise ValueError(f"{parts} holds shards of a different run (other options, shard "
+                             "size, vocabulary, CLIP, proposals, image root or captions); rerun "
+                             "with --overwrite to start again")
     parts.mkdir(parents=True, exist_ok=True)
     atomic_write_json(manifest, {"fingerprint": run_id})
     return parts
@@ -105,7 +106,12 @@ def generate_pseudo_boxes(generator: PseudoBoxGenerator, records: Sequence[dict]
     if shard_size < 1 or batch_size < 1:
         raise ValueError("shard_size and batch_size must be at least 1")
     out, image_root = Path(out), Path(image_root)
-    parts = _prepare_parts(out, fingerprint({**settings, "shard_size": shard_size}, records),
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a json file path")
+    if not image_root.is_dir():
+        raise ValueError(f"image root {image_root} is not a directory")
+    parts = _prepare_parts(out, fingerprint({**settings, "shard_size": shard_size,
+                                             "image_root": str(image_root.resolve())}, records),
                            overwrite)
     starts = range(0, len(records), shard_size)
     started = time.perf_counter()

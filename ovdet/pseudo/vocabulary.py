@@ -6,7 +6,8 @@ whole-word and case-insensitive on a normalised text: accents are stripped (NFKD
 character that is not a letter or a digit separates words, so punctuation and hyphens never
 block a match ("ice-cube," names "ice cube") and a name never matches inside a longer word ("cat"
 does not match "category"). Where names overlap ("dragon fruit" and "fruit") the longest name at a
-position wins. A category is reported once per caption, in order of first mention.
+position wins. LVIS-style qualifiers in parentheses are dropped from names ("bat_(animal)" is
+named "bat"). A category is reported once per caption, in order of first mention.
 
 Vocabulary files (:meth:`NounVocabulary.from_file`):
 
@@ -17,11 +18,14 @@ Vocabulary files (:meth:`NounVocabulary.from_file`):
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,46 +60,77 @@ def plurals(phrase: str) -> list[str]:
     return [f"{head} {form}" if head else form for form in forms]
 
 
-def _phrases(name: str, synonyms: Iterable[str]) -> tuple[str, ...]:
-    phrases: list[str] = []
-    for text in (name, *synonyms):
-        phrase = normalize_text(text.replace("_", " "))
-        for form in ([phrase, *plurals(phrase)] if phrase else []):
-            if form not in phrases:
-                phrases.append(form)
-    return tuple(phrases)
+def name_phrase(text: str) -> str:
+    """A category name or synonym as matched: LVIS-style qualifiers in parentheses dropped
+    ("bat_(animal)" -> "bat"), then :func:`normalize_text`."""
+    return normalize_text(re.sub(r"\([^)]*\)", " ", text))
+
+
+def _checked_entry(index: int, entry) -> tuple[int, str, list[str]]:
+    """(id, name, synonyms) of vocabulary entry ``index``, or a ValueError naming it."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
+            or not name_phrase(entry["name"]):
+        raise ValueError(f"vocabulary entry {index} has no usable 'name': {entry!r}")
+    category_id = entry.get("id", index + 1)
+    if not isinstance(category_id, int) or isinstance(category_id, bool):
+        raise ValueError(f"vocabulary entry {index} ({entry['name']!r}) needs an integer 'id', "
+                         f"got {category_id!r}")
+    synonyms = entry.get("synonyms") or []
+    if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
+        raise ValueError(f"'synonyms' of vocabulary entry {index} ({entry['name']!r}) must be a "
+                         f"list of strings, got {synonyms!r}")
+    return category_id, entry["name"], synonyms
 
 
 class NounVocabulary:
     """Categories and their names; :meth:`match` finds the ones a caption names (module doc).
 
+    A phrase that names one category explicitly (name or synonym) belongs to it even when it is
+    also another category's generated plural ("glasses"); a phrase that several categories name
+    explicitly, or that is only the generated plural of several, is ambiguous: it is left out of
+    matching, with a warning.
+
     Args:
-        categories: dicts with ``id``, ``name`` and optional ``synonyms`` (list of strings).
+        categories: dicts with an integer ``id`` (default: position + 1), ``name`` and optional
+            ``synonyms`` (a list of strings).
     """
 
     def __init__(self, categories: Sequence[dict]) -> None:
         if not categories:
             raise ValueError("the vocabulary is empty: give at least one category")
-        self.categories: list[Category] = []
-        owner: dict[str, int] = {}
-        for index, entry in enumerate(categories):
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
-                    or not normalize_text(entry["name"]):
-                raise ValueError(f"vocabulary entry {index} has no usable 'name': {entry!r}")
-            category = Category(int(entry.get("id", index + 1)), entry["name"],
-                                _phrases(entry["name"], entry.get("synonyms") or ()))
-            for phrase in category.phrases:
-                if phrase in owner and owner[phrase] != category.id:
-                    raise ValueError(f"'{phrase}' names two categories ({owner[phrase]} and "
-                                     f"{category.id}); remove it from one of them")
-                owner[phrase] = category.id
-            self.categories.append(category)
-        ids = [c.id for c in self.categories]
+        entries = [_checked_entry(index, entry) for index, entry in enumerate(categories)]
+        ids = [category_id for category_id, _, _ in entries]
         if len(set(ids)) != len(ids):
             raise ValueError("vocabulary category ids must be unique")
+        explicit: dict[str, set[int]] = {}
+        generated: dict[str, set[int]] = {}
+        ordered: dict[int, list[str]] = {}
+        for category_id, name, synonyms in entries:
+            phrases = [p for p in dict.fromkeys(name_phrase(t) for t in (name, *synonyms)) if p]
+            forms = list(dict.fromkeys([*phrases, *(q for p in phrases for q in plurals(p))]))
+            ordered[category_id] = forms
+            for phrase in phrases:
+                explicit.setdefault(phrase, set()).add(category_id)
+            for phrase in forms[len(phrases):]:
+                generated.setdefault(phrase, set()).add(category_id)
+        owner: dict[str, int] = {}
+        ambiguous = []
+        for phrase in {**explicit, **generated}:
+            owners = explicit.get(phrase) or generated[phrase]
+            if len(owners) == 1:
+                owner[phrase] = next(iter(owners))
+            else:
+                ambiguous.append(phrase)
+        if ambiguous:
+            logger.warning("%d names belong to several categories and are not matched: %s",
+                           len(ambiguous), ", ".join(sorted(ambiguous)[:10]))
+        self.categories = [Category(category_id, name, tuple(p for p in ordered[category_id]
+                                                             if owner.get(p) == category_id))
+                           for category_id, name, _ in entries]
         self._owner = owner
         alternatives = "|".join(re.escape(p) for p in sorted(owner, key=len, reverse=True))
-        self._pattern = re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
+        self._pattern = re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])") \
+            if owner else None
 
     @classmethod
     def from_names(cls, names: Sequence[str]) -> "NounVocabulary":
@@ -134,6 +169,8 @@ class NounVocabulary:
     def match(self, caption: str) -> list[int]:
         """Ids of the categories ``caption`` names, each once, in order of first mention."""
         found: list[int] = []
+        if self._pattern is None:
+            return found
         for match in self._pattern.finditer(normalize_text(caption)):
             category_id = self._owner[match.group(0)]
             if category_id not in found:

@@ -1,0 +1,1 @@
+"""Training loop, checkpoints, evaluation over datasets and (distributed) launch."""
