@@ -109,9 +109,10 @@ def test_corrupt_shard_is_recomputed(captioned_images, generator, tmp_path):
     run(generator, records, root, out)
     reference = out.read_bytes()
     (parts_dir(out) / "shard_00001.json").write_text('{"images": [')  # cut off mid-write
+    (parts_dir(out) / "shard_00002.json").write_text('{"images": []}')  # not a shard
     calls = DiesAfter(generator, 100)
     report = run(calls, records, root, out)
-    assert calls.calls == 98 and report["images_processed_this_run"] == 2
+    assert calls.calls == 97 and report["images_processed_this_run"] == 4
     assert out.read_bytes() == reference
 
 

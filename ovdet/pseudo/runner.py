@@ -63,10 +63,15 @@ def _prepare_parts(out: Path, run_id: str, overwrite: bool) -> Path:
 
 
 def _read_shard(path: Path) -> dict | None:
+    """A finished shard, or None when it is missing or damaged (then it is made again)."""
     try:
-        return json.loads(path.read_text())
+        shard = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    if not isinstance(shard, dict) or not all(isinstance(shard.get(k), list)
+                                              for k in ("images", "boxes", "problems")):
+        return None
+    return shard
 
 
 def _process_shard(generator: PseudoBoxGenerator, records: Sequence[dict], image_root: Path,
