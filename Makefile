@@ -44,7 +44,7 @@ CAPTIONS := $(TOYWORLD)/annotations/captions_train_ovdet.json
 
 # Training without box labels: pseudo-box quality of the three activation methods on val,
 # pseudo boxes for train from captions (box-free), a detector trained on them alone (zero human
-# boxes), and the PB-OVD recipe (pseudo-box pretraining, then base boxes). About 20 minutes.
+# boxes), and the PB-OVD recipe (pseudo-box pretraining, then base boxes). About 23 minutes.
 demo-pseudo: $(STAMP) toyworld
 	$(PY) datasets/prepare_coco_captions.py --input $(TOYWORLD)/annotations/captions_train.json \
 		--output $(CAPTIONS)
