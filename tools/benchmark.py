@@ -6,12 +6,12 @@ them are meaningful on a noisy machine.
         [--num-images 500] [--methods dense,gradcam,softmax_gradcam,dense-value,...]
 
 ``pseudo-boxes``: every method generates pseudo boxes for the split's captions (box-free
-candidates, the tool's defaults, the toy world's stuff names as background; ablations of
-``dense``: ``dense-value`` with value-trick patch embeddings instead of window region tokens,
-``dense-region`` and ``dense-combined`` with the RMA region scorer alone or combined,
-``dense-no-background`` without the stuff names) and is scored
-against the split's ground truth (:mod:`ovdet.evaluation.pseudo_boxes`): precision, recall,
-pair recall (percent) and images per second.
+candidates, the tool's defaults, the toy world's stuff names as background) and is scored against
+the split's ground truth (:mod:`ovdet.evaluation.pseudo_boxes`). Besides the three methods:
+Grad-CAM at the states entering the first block (``*-first-block``), and ablations of ``dense``:
+``dense-value`` (value-trick patch embeddings instead of window region tokens), ``dense-region``
+and ``dense-combined`` (the RMA region scorer alone or combined), ``dense-no-background`` (no
+stuff names). Printed per method: precision, recall, pair recall (percent) and images per second.
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ from ovdet.pseudo.vocabulary import NounVocabulary
 
 
 VARIANTS = {**{method: {"method": method} for method in METHODS},
+            "gradcam-first-block": {"method": "gradcam", "gradcam_block": 0},
+            "softmax_gradcam-first-block": {"method": "softmax_gradcam", "gradcam_block": 0},
             "dense-value": {"method": "dense", "source": "value"},
             "dense-region": {"method": "dense", "scorer": "region"},
             "dense-combined": {"method": "dense", "scorer": "combined"},
