@@ -11,13 +11,12 @@ line on stderr and exit status 2; the output is written atomically.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from ovdet.pseudo.captions import group_coco_captions
-from ovdet.utils.io import atomic_write_json
+from ovdet.utils.io import atomic_write_json, read_json_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +35,9 @@ def main(argv: list[str] | None = None) -> int:
               "(annotations_trainval2017.zip) from https://cocodataset.org", file=sys.stderr)
         return 2
     try:
-        with open(source, encoding="utf-8") as f:
-            data = json.load(f)
-        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-            raise ValueError("no 'images' list: not a COCO captions file")
+        data = read_json_dataset(source, "COCO captions", {"images": (), "annotations": ()})
         records, without = group_coco_captions(data)
-    except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+    except (OSError, ValueError) as error:
         print(f"error: {source}: {error}", file=sys.stderr)
         return 2
     atomic_write_json(output, {"images": records})

@@ -271,7 +271,7 @@ def test_bad_construction_raises_clear_errors(gt_json, tmp_path):
         COCOEvaluator("coco_test", gt_json, CLASS_TO_CATEGORY, (5, 17))
     with pytest.raises(ValueError, match="tasks must be"):
         COCOEvaluator("coco_test", gt_json, CLASS_TO_CATEGORY, tasks=("keypoints",))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="ground-truth json not found"):
         COCOEvaluator("coco_test", str(tmp_path / "missing.json"), CLASS_TO_CATEGORY)
     captions = tmp_path / "captions.json"
     captions.write_text(json.dumps({"images": [], "annotations": []}))

@@ -61,7 +61,7 @@ def test_catalog_errors(tmp_path):
         DatasetCatalog.get("t_missing")
     (tmp_path / "bad.json").write_text("{\"images\": []}")
     register_coco_instances("t_bad", str(tmp_path / "bad.json"), str(tmp_path))
-    with pytest.raises(ValueError, match="not a COCO instances file"):
+    with pytest.raises(ValueError, match="not a COCO instances json"):
         DatasetCatalog.metadata("t_bad")
     register_coco_instances("t_novel", write_coco(tmp_path, [], [], CATEGORIES), str(tmp_path),
                             novel=["zebra"])

@@ -96,6 +96,12 @@ def test_vocabulary_files(tmp_path):
     coco.write_text(json.dumps({"categories": [{"id": 18, "name": "dog", "synonyms": ["puppy"]}],
                                 "images": [], "annotations": []}))
     assert NounVocabulary.from_file(coco).match("puppies") == [18]
+    coco.write_text(json.dumps({"categories": [{"id": 18, "name": "dog", "split": "novel",
+                                                "image_count": 5, "synonyms": ["puppy"]}]}))
+    assert NounVocabulary.from_file(coco).coco_categories() == [
+        {"id": 18, "name": "dog", "split": "novel", "synonyms": ["puppy"]}]
+    assert vocabulary.coco_categories() == [{"id": 1, "name": "tomato", "synonyms": ["tomatoes"]},
+                                            {"id": 2, "name": "ice cube", "synonyms": []}]
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         NounVocabulary.from_file(tmp_path / "bad.json")

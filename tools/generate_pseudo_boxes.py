@@ -16,7 +16,6 @@ report (``.report.json``) and the shards (``OUT.parts/``). Exit status 2 on bad 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -85,23 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_vocabulary(spec: str) -> tuple[NounVocabulary, list[dict]]:
-    """A vocabulary and the categories the output json lists (extra keys such as ``split``
-    kept from a json file)."""
+def load_vocabulary(spec: str) -> NounVocabulary:
+    """``--vocabulary``: a vocabulary file, or comma-separated names."""
     path = Path(spec)
     if path.suffix in (".json", ".txt") or path.exists():
-        vocabulary = NounVocabulary.from_file(path)
-        if path.suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            entries = data.get("categories") if isinstance(data, dict) else data
-            keep = ("supercategory", "split", "synonyms", "frequency")
-            by_id = {int(e.get("id", k + 1)): e for k, e in enumerate(entries)}
-            return vocabulary, [{"id": c.id, "name": c.name,
-                                 **{k: by_id[c.id][k] for k in keep if k in by_id[c.id]}}
-                                for c in vocabulary.categories]
-    else:
-        vocabulary = NounVocabulary.from_names([n.strip() for n in spec.split(",") if n.strip()])
-    return vocabulary, [{"id": c.id, "name": c.name} for c in vocabulary.categories]
+        return NounVocabulary.from_file(path)
+    return NounVocabulary.from_names([n.strip() for n in spec.split(",") if n.strip()])
 
 
 def proposal_source(checkpoint: str, config_file: str, device: str):
@@ -123,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         records = read_caption_records(args.captions)
-        vocabulary, categories = load_vocabulary(args.vocabulary)
+        vocabulary = load_vocabulary(args.vocabulary)
         options = PseudoBoxOptions(
             method=args.method, source=args.dense_source, window=args.window,
             gradcam_block=args.gradcam_block, input_size=args.input_size,
@@ -146,8 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "proposals_config": file_signature(proposals_config)
                     if proposals_config else None}
         report = generate_pseudo_boxes(generator, records, args.image_root, args.out, settings,
-                                       categories, args.shard_size, args.batch_size,
-                                       args.overwrite)
+                                       vocabulary.coco_categories(), args.shard_size,
+                                       args.batch_size, args.overwrite)
     except (ValueError, OSError, WeightsNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -10,30 +10,21 @@ with non-positive width or height after clipping to the image, and unknown categ
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from ..utils.io import read_json_dataset
 from .catalog import BoxMode, DatasetCatalog, Metadata
 
 logger = logging.getLogger(__name__)
 
 
 def _read_json(json_file: str) -> dict:
-    path = Path(json_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {json_file}")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{json_file} is not valid JSON: {error}") from None
-    missing = [k for k in ("images", "annotations", "categories") if k not in data]
-    if missing:
-        raise ValueError(f"{json_file} is not a COCO instances file: missing {missing}")
-    return data
+    return read_json_dataset(json_file, "COCO instances",
+                             {"images": (), "annotations": (), "categories": ()},
+                             "annotation file")
 
 
 def coco_metadata(name: str, json_file: str, image_root: str, novel: Sequence[str] = (),

@@ -13,12 +13,11 @@ seen as labelled boxes.
 """
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..utils.io import atomic_write_json
+from ..utils.io import atomic_write_json, read_json
 
 COCO_OVD_BASE_IDS: tuple[int, ...] = (
     1, 2, 3, 4, 7, 8, 9, 15, 16, 19, 20, 23, 24, 25, 27, 31, 33, 34, 35, 38, 42, 44, 48, 50, 51,
@@ -169,9 +168,8 @@ def write_ovd_files(folder: Path, jobs: Sequence[tuple[str, str, str]],
         return 2
     for src, dst, keep in jobs:
         try:
-            with open(folder / src, encoding="utf-8") as f:
-                converted = convert(json.load(f), keep)
-        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+            converted = convert(read_json(folder / src), keep)
+        except (OSError, ValueError) as error:
             print(f"error: {folder / src}: {error}", file=sys.stderr)
             return 2
         atomic_write_json(folder / dst, converted)

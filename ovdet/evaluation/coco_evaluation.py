@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
-import os
 from abc import abstractmethod
 from collections.abc import Collection, Iterator, Sequence
 
@@ -20,6 +18,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..utils.io import read_json_dataset
 from .evaluator import DatasetEvaluator, check_dataset_name, gather_results
 
 logger = logging.getLogger(__name__)
@@ -130,31 +129,6 @@ def average_precision(precision: np.ndarray, iou_thrs: np.ndarray, iou: float | 
         s = s[:, :, list(category_positions)]
     valid = s[s > -1]
     return float(valid.mean() * 100) if valid.size else math.nan
-
-
-def load_json_dataset(json_file: str | os.PathLike, kind: str,
-                      fields: dict[str, Sequence[str]]) -> dict:
-    """Read a COCO / LVIS style json file and check its schema: ``fields`` maps each top-level
-    key that must hold a list to the keys every entry of that list must have. ``FileNotFoundError``
-    or ``ValueError`` name the file and what is wrong (``kind`` names the expected file)."""
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"ground-truth json {json_file} does not exist")
-    try:
-        with open(json_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{json_file} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{json_file} holds a {type(data).__name__}, expected a {kind} json")
-    missing = [k for k in fields if not isinstance(data.get(k), list)]
-    if missing:
-        raise ValueError(f"{json_file} has no list {missing} at its top level: not a {kind} json")
-    for section, keys in fields.items():
-        for i, entry in enumerate(data[section]):
-            absent = [k for k in keys if not isinstance(entry, dict) or k not in entry]
-            if absent:
-                raise ValueError(f"{json_file}: {section}[{i}] has no {absent}: not a {kind} json")
-    return data
 
 
 def gt_fields(tasks: Sequence[str], annotation_keys: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -306,8 +280,9 @@ class COCOEvaluator(ResultsEvaluator):
                 largest ``maxDets``.
         """
         self._check_options(dataset_name, tasks, max_dets_per_image)
-        data = load_json_dataset(json_file, "COCO instances", gt_fields(
-            tasks, ("id", "image_id", "category_id", "bbox", "area", "iscrowd")))
+        data = read_json_dataset(json_file, "COCO instances", gt_fields(
+            tasks, ("id", "image_id", "category_id", "bbox", "area", "iscrowd")),
+            "ground-truth json")
         with quiet_stdout("pycocotools"):
             self._coco_gt = COCO()
             self._coco_gt.dataset = data

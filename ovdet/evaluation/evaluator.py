@@ -19,7 +19,6 @@ it does not deduplicate.
 """
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from ..utils.io import atomic_write_json
+from ..utils.io import atomic_write_json, read_json
 
 
 class DatasetEvaluator(ABC):
@@ -90,11 +89,7 @@ def merge_rank_results(rank_files: Sequence[str | os.PathLike],
         if not os.path.isfile(path):
             raise FileNotFoundError(f"rank results file {path} is missing: did every rank call "
                                     f"evaluate() with the same output_dir?")
-        try:
-            with open(path, encoding="utf-8") as f:
-                entries = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"rank results file {path} is not valid JSON: {e}") from None
+        entries = read_json(path, "rank results file")
         if not isinstance(entries, list):
             raise ValueError(f"rank results file {path} holds a {type(entries).__name__}, "
                              f"expected a JSON list of result entries")

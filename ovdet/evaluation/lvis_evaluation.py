@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from lvis import LVIS, LVISEval, LVISResults
 
-from .coco_evaluation import (TASKS, ResultsEvaluator, gt_fields, load_json_dataset,
-                              quiet_stdout, task_entries)
+from ..utils.io import read_json_dataset
+from .coco_evaluation import TASKS, ResultsEvaluator, gt_fields, quiet_stdout, task_entries
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _load_lvis(json_file: str, tasks: Sequence[str]) -> dict:
     fields = gt_fields(tasks, ("id", "image_id", "category_id", "bbox", "area"))
     fields["images"] += ("neg_category_ids", "not_exhaustive_category_ids")
     fields["categories"] += ("frequency",)
-    data = load_json_dataset(json_file, "LVIS v1", fields)
+    data = read_json_dataset(json_file, "LVIS v1", fields, "ground-truth json")
     bad = [c["id"] for c in data["categories"] if c["frequency"] not in ("r", "c", "f")]
     if bad:
         raise ValueError(f"{json_file}: categories {bad[:10]} have a frequency other than "

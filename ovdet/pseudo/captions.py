@@ -12,25 +12,12 @@ caption, ``{"image_id", "caption"}``).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from ..utils.io import read_json_dataset
 
 IMAGE_KEYS = ("id", "file_name", "height", "width")  # copied from COCO's image entries
 REQUIRED_KEYS = ("id", "file_name", "captions")
-
-
-def _load_json(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"captions file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise ValueError(f"{path} has no 'images' list")
-    return data
 
 
 def group_coco_captions(data: dict) -> tuple[list[dict], list[int]]:
@@ -62,7 +49,7 @@ def read_caption_records(path: str | Path) -> list[dict]:
     """Records of a caption file (module doc), checked: each a dict with an integer ``id``
     (unique), a string ``file_name`` and a list ``captions`` (of anything: bad captions are
     reported per image by the generator)."""
-    data = _load_json(path)
+    data = read_json_dataset(path, "ovdet captions", {"images": ()}, "captions file")
     seen: set[int] = set()
     for index, record in enumerate(data["images"]):
         if not isinstance(record, dict):

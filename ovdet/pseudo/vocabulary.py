@@ -17,13 +17,14 @@ Vocabulary files (:meth:`NounVocabulary.from_file`):
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from ..utils.io import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class NounVocabulary:
                                                              if owner.get(p) == category_id))
                            for category_id, name, _ in entries]
         self._owner = owner
+        self._entries = {category_id: categories[k] for k, (category_id, _, _)
+                         in enumerate(entries)}
         alternatives = "|".join(re.escape(p) for p in sorted(owner, key=len, reverse=True))
         self._pattern = re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])") \
             if owner else None
@@ -143,20 +146,25 @@ class NounVocabulary:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"vocabulary file not found: {path}")
-        text = path.read_text(encoding="utf-8")
         if path.suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} is not valid JSON: {error}") from None
+            data = read_json(path, "vocabulary file")
             categories = data.get("categories") if isinstance(data, dict) else data
             if not isinstance(categories, list):
                 raise ValueError(f"{path} must hold a list of categories or a 'categories' key")
             return cls(categories)
+        text = path.read_text(encoding="utf-8")
         rows = [line.split(",") for line in text.splitlines() if line.strip()]
         return cls([{"id": k + 1, "name": row[0].strip(),
                      "synonyms": [s.strip() for s in row[1:] if s.strip()]}
                     for k, row in enumerate(rows)])
+
+    def coco_categories(self, keep: Sequence[str] = ("supercategory", "split", "synonyms",
+                                                      "frequency")) -> list[dict]:
+        """The categories for a COCO json: ``id``, ``name`` and those keys of ``keep`` that the
+        entry the category was made from has (e.g. a vocabulary file's ``split``)."""
+        return [{"id": c.id, "name": c.name,
+                 **{k: self._entries[c.id][k] for k in keep if k in self._entries[c.id]}}
+                for c in self.categories]
 
     @property
     def names(self) -> list[str]:

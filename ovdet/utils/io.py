@@ -1,5 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written file, and a killed job leaves either the
-old file or the new one."""
+"""File IO: atomic writes (a reader never sees a half-written file, and a killed job leaves either
+the old file or the new one) and JSON reads whose errors name the file and what is wrong."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 
 @contextmanager
@@ -44,3 +44,34 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
 
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
+
+
+def read_json(path: str | os.PathLike, what: str = "json file") -> Any:
+    """The JSON content of ``path``. ``FileNotFoundError`` ("``what`` not found: path") when it
+    is not a file, ``ValueError`` naming the file when it is not valid JSON."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def read_json_dataset(path: str | os.PathLike, kind: str,
+                      fields: Mapping[str, Sequence[str]], what: str = "json file") -> dict:
+    """:func:`read_json` of a COCO / LVIS style file, schema checked: ``fields`` maps each
+    top-level key that must hold a list to the keys every entry of that list must have.
+    ``ValueError`` names the file and what is missing (``kind`` names the expected file)."""
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a {type(data).__name__}, expected a {kind} json")
+    missing = [k for k in fields if not isinstance(data.get(k), list)]
+    if missing:
+        raise ValueError(f"{path} has no list {missing} at its top level: not a {kind} json")
+    for section, keys in fields.items():
+        for i, entry in enumerate(data[section]):
+            absent = [k for k in keys if not isinstance(entry, dict) or k not in entry]
+            if absent:
+                raise ValueError(f"{path}: {section}[{i}] has no {absent}: not a {kind} json")
+    return data
