@@ -23,7 +23,7 @@ from ovdet.clip import WeightsNotFoundError
 from ovdet.config import ConfigError
 from ovdet.data.catalog import UnknownDatasetError
 from ovdet.engine.checkpoint import DetectorCheckpointer
-from ovdet.engine.distributed import get_rank, init_from_environment, is_main_process
+from ovdet.engine.distributed import get_rank, init_from_environment, is_main_process, unwrap
 from ovdet.engine.evaluation import evaluate_datasets
 from ovdet.engine.launch import (default_argument_parser, relaunch_with_torchrun, seed_everything,
                                  setup_config, setup_logging)
@@ -55,19 +55,15 @@ def main(argv: list[str] | None = None) -> None:
             DetectorCheckpointer(model).load(cfg.MODEL.WEIGHTS)
             evaluate_datasets(cfg, model)
             return
-        vocabulary = training_vocabulary(list(cfg.DATASETS.TRAIN))
-        model.set_training_vocabulary(vocabulary)
+        model.set_training_vocabulary(training_vocabulary(list(cfg.DATASETS.TRAIN)))
         if torch.distributed.is_initialized():
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
                 find_unused_parameters=True)
         trainer = Trainer(cfg, model, cfg.SEED)
         trainer.resume_or_load(args.resume)
-        # initial weights from another run (e.g. pseudo-box pretraining) carry that run's base
-        # names; this run's training vocabulary is what counts as base from now on
-        (model.module if hasattr(model, "module") else model).set_base_names(vocabulary)
         trainer.train()
-        evaluate_datasets(cfg, model.module if hasattr(model, "module") else model)
+        evaluate_datasets(cfg, unwrap(model))
     except (ConfigError, WeightsNotFoundError, FileNotFoundError, UnknownDatasetError) as error:
         sys.exit(f"error: {error}")
 

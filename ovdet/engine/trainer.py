@@ -104,8 +104,12 @@ class Trainer:
         self.start_iter = 0
 
     def resume_or_load(self, resume: bool) -> None:
-        """Continue from ``last_checkpoint`` (``resume``) or start from ``MODEL.WEIGHTS``."""
+        """Continue from ``last_checkpoint`` (``resume``) or start from ``MODEL.WEIGHTS``. The
+        model's base names (this run's training classes) stay: initial weights from another run,
+        e.g. pseudo-box pretraining on more classes, carry that run's base names."""
+        base_names = list(unwrap(self.model).base_names)
         extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        unwrap(self.model).set_base_names(base_names)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = int(extra.get("iteration", -1)) + 1
             logger.info("resuming at iteration %d", self.start_iter)
