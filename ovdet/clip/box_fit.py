@@ -10,17 +10,17 @@ region is penalised. Fits are normalised per image and class by the best box, so
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .rma import rasterize_boxes
+from .text import text_probabilities
 from .vit import CLIPViTTrunk, TrunkOutput
 
 
 def class_activation(trunk: CLIPViTTrunk, output: TrunkOutput, class_embeddings: torch.Tensor,
                      logit_scale: float | torch.Tensor) -> torch.Tensor:
     """(B, C, h*w): per patch, softmax over the C classes of ``logit_scale * cos(patch, class)``."""
-    dense = F.normalize(trunk.dense_embeddings(output).flatten(2), dim=1)  # (B, D, N)
-    return (logit_scale * torch.einsum("bdn,cd->bcn", dense, class_embeddings)).softmax(dim=1)
+    dense = trunk.dense_embeddings(output).flatten(2).transpose(1, 2)  # (B, N, D)
+    return text_probabilities(dense, class_embeddings, logit_scale).transpose(1, 2)
 
 
 def box_fit(activation: torch.Tensor, region_masks: torch.Tensor, exponent: float = 0.5

@@ -13,6 +13,8 @@ Cost per block: regions x (1 + patches) attention entries, no image re-encoding.
 from __future__ import annotations
 
 import torch
+
+from .text import text_probabilities
 from .vit import CLIPViTTrunk, TrunkOutput
 
 
@@ -69,3 +71,11 @@ def box_embeddings(trunk: CLIPViTTrunk, output: TrunkOutput, boxes: list[torch.T
     """Per image (R_b, 4) xyxy boxes in input-image pixels -> (R_b, D) RMA region embeddings."""
     masks = [rasterize_boxes(b, output.grid, trunk.patch_size) for b in boxes]
     return region_embeddings(trunk, output, masks)
+
+
+def box_probabilities(trunk: CLIPViTTrunk, output: TrunkOutput, boxes: list[torch.Tensor],
+                      text: torch.Tensor, logit_scale: float | torch.Tensor) -> list[torch.Tensor]:
+    """Per image (R_b, 4) xyxy boxes in input-image pixels -> (R_b, V) softmax over the V rows
+    of ``text`` (unit norm) of the boxes' RMA embeddings (:func:`text_probabilities`)."""
+    return [text_probabilities(e, text, logit_scale)
+            for e in box_embeddings(trunk, output, boxes)]

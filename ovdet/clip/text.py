@@ -58,6 +58,13 @@ def _check_inputs(names: Sequence[str], templates: Sequence[str]) -> None:
                          f"got {list(templates)[:3]}")
 
 
+def text_probabilities(embeddings: torch.Tensor, text: torch.Tensor,
+                       logit_scale: float | torch.Tensor) -> torch.Tensor:
+    """(..., D) image-side CLIP embeddings (unnormalised) and (V, D) unit-norm text embeddings
+    -> (..., V): softmax over the V texts of ``logit_scale * cosine similarity``."""
+    return (logit_scale * F.normalize(embeddings, dim=-1) @ text.T).softmax(dim=-1)
+
+
 def compute_class_embeddings(clip: CLIPBundle, names: Sequence[str],
                              templates: Sequence[str] = DEFAULT_TEMPLATES) -> torch.Tensor:
     """(C, D) template-ensembled, L2-normalised class embeddings (no cache)."""

@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from ..clip.load import CLIPBundle
+from ..clip.rma import box_probabilities
 from ..clip.text import DEFAULT_TEMPLATES, class_embeddings
 from ..clip.vit import CLIPViTTrunk
 from .candidates import component_boxes
 from .maps import ActivationMaps, normalize_maps
-from .scoring import SCORERS, activation_scores, combine_scores, region_scores
+from .scoring import SCORERS, activation_scores, combine_scores
 from .vocabulary import NounVocabulary
 
 # (images as (H, W, 3) uint8 arrays) -> per image (R, 4) float xyxy boxes in original pixels
@@ -198,8 +199,8 @@ class PseudoBoxGenerator:
             per_image_boxes.append(boxes.to(self.device) * scale)
         need_region = self.options.scorer != "activation"
         with torch.no_grad():
-            region = region_scores(self.trunk, output, per_image_boxes, self.text,
-                                   self.logit_scale) if need_region else None
+            region = box_probabilities(self.trunk, output, per_image_boxes, self.text,
+                                       self.logit_scale) if need_region else None
         for i, (b, entries) in enumerate(zip(members, candidates)):
             start = 0
             for category_id, (activation, boxes) in zip(queries[b], entries):

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..clip.rma import region_embeddings
+from ..clip.text import text_probabilities
 from ..clip.vit import CLIPViTTrunk, TrunkOutput
 
 METHODS = ("dense", "gradcam", "softmax_gradcam")
@@ -77,9 +78,6 @@ class ActivationMaps:
                 return self.dense(output, queries, text), output
         return self.gradcam(images, queries, text)
 
-    def _probabilities(self, embeddings: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return (self.logit_scale * F.normalize(embeddings, dim=-1) @ text.T).softmax(dim=-1)
-
     def dense(self, output: TrunkOutput, queries: list[list[int]], text: torch.Tensor
               ) -> list[torch.Tensor]:
         h, w = output.grid
@@ -89,7 +87,7 @@ class ActivationMaps:
         else:
             dense = self.trunk.dense_embeddings(output)  # (B, D, h, w)
             embeddings = list(dense.flatten(2).transpose(1, 2))
-        return [self._probabilities(e, text)[:, q].T.reshape(len(q), h, w)
+        return [text_probabilities(e, text, self.logit_scale)[:, q].T.reshape(len(q), h, w)
                 for e, q in zip(embeddings, queries)]
 
     def gradcam(self, images: torch.Tensor, queries: list[list[int]], text: torch.Tensor

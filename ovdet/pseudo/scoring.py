@@ -4,8 +4,8 @@
   raw score is divided by sqrt(sum of squared activation over the whole map), its upper bound
   (Cauchy-Schwarz), so scores lie in [0, 1] and compare across images: 1 means the box holds all
   of the map's activation, spread evenly over the box.
-* :func:`region_scores`: the softmax over the vocabulary of the RMA region embedding of each box,
-  read at the category.
+* region scores: the softmax over the vocabulary of the RMA region embedding of each box
+  (:func:`ovdet.clip.rma.box_probabilities`), read at the category.
 * the combined score is their geometric mean with weight ``region_weight`` on the region score.
 """
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..clip.rma import box_embeddings
-from ..clip.vit import CLIPViTTrunk, TrunkOutput
 
 SCORERS = ("activation", "region", "combined")
 
@@ -44,14 +42,6 @@ def activation_scores(activation: torch.Tensor, boxes: torch.Tensor) -> torch.Te
     if energy <= 0:
         return activation.new_zeros(len(boxes))
     return (inside.clamp(min=0) / (area * energy).sqrt()).to(activation.dtype)
-
-
-def region_scores(trunk: CLIPViTTrunk, output: TrunkOutput, boxes: list[torch.Tensor],
-                  text: torch.Tensor, logit_scale: float) -> list[torch.Tensor]:
-    """Per image (R_b, 4) xyxy boxes in the trunk's input pixels -> (R_b, V) softmax over the
-    V rows of ``text`` (unit norm) of the boxes' RMA embeddings."""
-    embeddings = box_embeddings(trunk, output, boxes)
-    return [(logit_scale * F.normalize(e, dim=-1) @ text.T).softmax(dim=-1) for e in embeddings]
 
 
 def combine_scores(activation: torch.Tensor, region: torch.Tensor, scorer: str,

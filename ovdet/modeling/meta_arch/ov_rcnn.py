@@ -29,7 +29,7 @@ from torchvision.ops import boxes as box_ops
 
 from ...clip import CLIPBundle, CLIPViTTrunk, class_embeddings, load_clip
 from ...clip.box_fit import box_fits
-from ...clip.rma import box_embeddings
+from ...clip.rma import box_probabilities
 from ...clip.text import DEFAULT_TEMPLATES
 from ...config import CfgNode, configurable
 from ..registry import (META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY,
@@ -226,9 +226,7 @@ class OpenVocabRCNN(nn.Module):
     def clip_probabilities(self, trunk_output, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per image (P, C) softmax over the vocabulary of the RMA region embeddings of ``boxes``."""
         scale = self.clip.model.logit_scale.exp().to(self.device)
-        region = box_embeddings(self.trunk, trunk_output, boxes)
-        return [(scale * F.normalize(r, dim=-1) @ self.class_embeddings.T).softmax(dim=-1)
-                for r in region]
+        return box_probabilities(self.trunk, trunk_output, boxes, self.class_embeddings, scale)
 
     def ensemble(self, trunk_output, boxes: list[torch.Tensor], head: list[torch.Tensor]
                  ) -> list[torch.Tensor]:
