@@ -90,7 +90,8 @@ def test_vocabulary_files(tmp_path):
     text = tmp_path / "vocabulary.txt"
     text.write_text("tomato, tomatoes\n\nice cube\n")
     vocabulary = NounVocabulary.from_file(text)
-    assert vocabulary.ids == [1, 2] and vocabulary.names == ["tomato", "ice cube"]
+    assert [c.id for c in vocabulary.categories] == [1, 2]
+    assert vocabulary.names == ["tomato", "ice cube"]
     assert vocabulary.match("three tomatoes and an ice cube") == [1, 2]
     coco = tmp_path / "instances.json"
     coco.write_text(json.dumps({"categories": [{"id": 18, "name": "dog", "synonyms": ["puppy"]}],

@@ -118,22 +118,23 @@ def generate_pseudo_boxes(generator: PseudoBoxGenerator, records: Sequence[dict]
     parts = _prepare_parts(out, fingerprint({**settings, "shard_size": shard_size,
                                              "image_root": str(image_root.resolve())}, records),
                            overwrite)
-    starts = range(0, len(records), shard_size)
     started = time.perf_counter()
     processed = 0
+    shards = []
     with tqdm(total=len(records), unit="img", desc="pseudo boxes", disable=not show_progress,
               dynamic_ncols=True) as progress:
-        for index, start in enumerate(starts):
+        for index, start in enumerate(range(0, len(records), shard_size)):
             path = parts / f"shard_{index:05d}.json"
             chunk = records[start:start + shard_size]
-            if _read_shard(path) is not None:
+            shard = _read_shard(path)
+            if shard is None:
+                shard = _process_shard(generator, chunk, image_root, batch_size, progress)
+                atomic_write_json(path, shard)
+                processed += len(chunk)
+            else:
                 progress.update(len(chunk))
-                continue
-            atomic_write_json(path, _process_shard(generator, chunk, image_root, batch_size,
-                                                   progress))
-            processed += len(chunk)
+            shards.append(shard)
     seconds = time.perf_counter() - started
-    shards = [_read_shard(parts / f"shard_{i:05d}.json") for i in range(len(starts))]
     images = [image for shard in shards for image in shard["images"]]
     annotations = []
     for shard in shards:

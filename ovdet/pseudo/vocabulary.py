@@ -170,10 +170,6 @@ class NounVocabulary:
     def names(self) -> list[str]:
         return [c.name for c in self.categories]
 
-    @property
-    def ids(self) -> list[int]:
-        return [c.id for c in self.categories]
-
     def match(self, caption: str) -> list[int]:
         """Ids of the categories ``caption`` names, each once, in order of first mention."""
         found: list[int] = []
