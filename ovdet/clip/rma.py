@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from .attention import block_forward
 from .text import text_probabilities
 from .vit import CLIPViTTrunk, TrunkOutput
 
@@ -52,16 +53,10 @@ def region_embeddings(trunk: CLIPViTTrunk, output: TrunkOutput,
     for b, masks in enumerate(region_masks):
         allowed[b, :masks.shape[0], 1:] = masks
     blocks = trunk.visual.transformer.resblocks[trunk.depth - len(kept):]
-    bias = torch.zeros(allowed.shape, dtype=kept[0].dtype, device=allowed.device)
-    bias.masked_fill_(~allowed, float("-inf"))
-    bias = bias.repeat_interleave(blocks[0].attn.num_heads, dim=0)  # (B * heads, R, 1 + h*w)
+    mask = allowed[:, None]  # (B, 1, R, 1 + h*w): SDPA's convention, the same for every head
     tokens = kept[0][:, :1].expand(batch, total, -1)
     for block, states in zip(blocks, kept):
-        context = block.ln_1(states)
-        attended = block.attn(block.ln_1(tokens), context, context, attn_mask=bias,
-                              need_weights=False)[0]
-        tokens = tokens + block.ls_1(attended)
-        tokens = tokens + block.ls_2(block.mlp(block.ln_2(tokens)))
+        tokens = block_forward(block, tokens, context=states, attn_mask=mask)
     embeddings = trunk.project(tokens)
     return [embeddings[b, :n] for b, n in enumerate(counts)]
 

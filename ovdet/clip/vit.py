@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
+from .attention import block_forward, check_block, sdpa_mask
+
 
 @dataclass
 class TrunkOutput:
@@ -53,9 +55,8 @@ class CLIPViTTrunk(nn.Module):
                             "class-token pooling (ViT-B/16-style CLIPs), got "
                             f"{type(visual).__name__}")
         blocks = visual.transformer.resblocks
-        if not all(isinstance(b, ResidualAttentionBlock) for b in blocks) or \
-                not visual.transformer.batch_first:
-            raise TypeError("CLIPViTTrunk needs batch-first open_clip ResidualAttentionBlock blocks")
+        for block in blocks:
+            check_block(block)
         if not 1 <= keep_last <= len(blocks):
             raise ValueError(f"keep_last must be in [1, {len(blocks)}], got {keep_last}")
         self.visual = visual
@@ -102,9 +103,12 @@ class CLIPViTTrunk(nn.Module):
     def run_blocks(self, x: torch.Tensor, start: int, attn_mask: torch.Tensor | None = None
                    ) -> torch.Tensor:
         """Run blocks ``start .. depth-1`` on tokens (B, N, C); ``attn_mask`` as in
-        ``nn.MultiheadAttention`` (additive float or boolean, (N, N) or (B*heads, N, N))."""
-        for block in self.visual.transformer.resblocks[start:]:
-            x = block(x, attn_mask=attn_mask)
+        ``nn.MultiheadAttention`` (additive float, or boolean with ``True`` = may not attend;
+        (N, N) or (B*heads, N, N))."""
+        blocks = self.visual.transformer.resblocks
+        mask = sdpa_mask(attn_mask, x.shape[0], blocks[0].attn.num_heads)
+        for block in blocks[start:]:
+            x = block_forward(block, x, attn_mask=mask)
         return x
 
     def forward(self, images: torch.Tensor) -> TrunkOutput:
@@ -114,7 +118,7 @@ class CLIPViTTrunk(nn.Module):
         for index, block in enumerate(self.visual.transformer.resblocks):
             if index >= first_kept:
                 kept.append(x)
-            x = block(x)
+            x = block_forward(block, x)
         return TrunkOutput(tokens=x, kept=kept, grid=grid)
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
