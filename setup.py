@@ -1,4 +1,5 @@
-"""Install ovdet: ``pip install -e .[test]``."""
+"""Install ovdet: ``pip install -e .[test]`` (``.[bench]`` adds transformers, for the OWL-ViT peer
+of ``tools/benchmark.py detector``)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -22,5 +23,5 @@ setup(
         "pillow>=10.1",
         "tqdm>=4.66",
     ],
-    extras_require={"test": ["pytest>=7.4"]},
+    extras_require={"test": ["pytest>=7.4"], "bench": ["transformers>=4.40"]},
 )

@@ -12,21 +12,47 @@ Grad-CAM at the states entering the first block (``*-first-block``), and ablatio
 ``dense-value`` (value-trick patch embeddings instead of window region tokens), ``dense-region``
 and ``dense-combined`` (the RMA region scorer alone or combined), ``dense-no-background`` (no
 stuff names). Printed per method: precision, recall, pair recall (percent) and images per second.
+
+    python tools/benchmark.py detector [--size 768] [--vocab 10] [--peer owlvit] [--repeats 3]
+        [--threads 2] [KEY VALUE ...]
+
+``detector``: seconds per image of boxes-and-masks inference (eval mode, ``torch.no_grad()``) of
+OpenVocabRCNN on a randomly initialised ViT-B/16 CLIP (``configs/Base-OVRCNN.yaml`` with
+``MODEL.CLIP.PRETRAINED ""``, ``INPUT.MIN_SIZE = INPUT.MAX_SIZE = --size``; ``KEY VALUE`` pairs
+override the config), on a square noise image of ``--size`` pixels, timed from the (H, W, 3)
+array to the pasted masks. The vocabulary is the COCO OVD names, then generated ones
+(``category 66``, ...); it is set once before timing (text embeddings computed, or read from
+ovdet's disk cache), as at inference. With ``--peer owlvit`` (needs ``pip install -e .[bench]``), a randomly
+initialised OWL-ViT B/16 (``transformers``, patch 16, image size ``--size``) runs on the same
+image and vocabulary, timed from the array to ``post_process_grounded_object_detection``; it
+encodes its text queries on every call, as its pipeline does. After one warm-up each the two run
+interleaved (A B A B ...) for ``--repeats`` rounds; printed: median and all seconds per image,
+detections per image, ``ratio = owlvit / ovdet``, torch threads and the process's peak RSS (MiB;
+``ovdet_peak_rss_mib`` is the peak before OWL-ViT was built, the other is the whole process).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import resource
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 
 from ovdet.clip.load import load_clip
+from ovdet.config import get_cfg
+from ovdet.data.mapper import DatasetMapper
+from ovdet.data.ovd_splits import COCO_OVD_BASE_IDS, COCO_OVD_NAMES
 from ovdet.data.toyworld.categories import STUFF_CATEGORIES
 from ovdet.evaluation.pseudo_boxes import pseudo_box_quality
+from ovdet.modeling.registry import build_model
 from ovdet.pseudo.captions import group_coco_captions
 from ovdet.pseudo.generator import PseudoBoxGenerator, PseudoBoxOptions
 from ovdet.pseudo.maps import METHODS
@@ -76,6 +102,132 @@ def pseudo_boxes(args: argparse.Namespace) -> dict:
     return results
 
 
+DETECTOR_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "Base-OVRCNN.yaml"
+PEERS = ("owlvit",)
+Detector = Callable[[np.ndarray], int]  # (H, W, 3) uint8 image -> number of detections
+
+
+def vocabulary_names(count: int) -> list[str]:
+    """``count`` class names: the COCO OVD names, then ``category 66``, ``category 67``, ..."""
+    names = list(COCO_OVD_NAMES.values())[:count]
+    return names + [f"category {index}" for index in range(len(names) + 1, count + 1)]
+
+
+def build_ovdet(args: argparse.Namespace, names: list[str]) -> tuple[Detector, float]:
+    """OpenVocabRCNN on a random ViT-B/16 (module doc) with ``names`` as its vocabulary (COCO OVD
+    base names count as base). Returns the detector and the seconds setting the vocabulary took
+    (text embeddings computed, or read from ovdet's disk cache)."""
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(["MODEL.CLIP.PRETRAINED", "", "INPUT.MIN_SIZE", str(args.size),
+                         "INPUT.MAX_SIZE", str(args.size), *args.opts])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    model.set_base_names([COCO_OVD_NAMES[i] for i in COCO_OVD_BASE_IDS])
+    started = time.perf_counter()
+    model.set_vocabulary(names)  # computed once (or read from the disk cache), then kept
+    text_seconds = time.perf_counter() - started
+    mapper = DatasetMapper(cfg, False)
+
+    def detect(image: np.ndarray) -> int:
+        with torch.no_grad():
+            return len(model([mapper.map_image(image)])[0]["instances"]["scores"])
+
+    return detect, text_seconds
+
+
+def owlvit_tokenizer():
+    """transformers' ``CLIPTokenizer`` built from the CLIP BPE vocabulary that open_clip ships
+    (nothing downloaded), 16 tokens per query as OWL-ViT's."""
+    from open_clip.tokenizer import SimpleTokenizer
+    from transformers import CLIPTokenizer
+
+    bpe = SimpleTokenizer()
+    special = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
+    vocab = {special.get(token, token): index for token, index in bpe.encoder.items()}
+    merges = [pair for pair, _ in sorted(bpe.bpe_ranks.items(), key=lambda item: item[1])]
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)
+
+
+def build_owlvit(size: int, names: list[str]) -> Detector:
+    """A randomly initialised OWL-ViT B/16 at ``size`` px with its processor: every call
+    tokenizes and encodes the queries ``a photo of a {name}``, then detects (threshold 0.1, the
+    zero-shot pipeline's default)."""
+    from transformers import (OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor,
+                              OwlViTProcessor)
+
+    square = {"height": size, "width": size}
+    processor = OwlViTProcessor(image_processor=OwlViTImageProcessor(size=square, crop_size=square),
+                                tokenizer=owlvit_tokenizer())
+    torch.manual_seed(0)
+    model = OwlViTForObjectDetection(OwlViTConfig(
+        vision_config={"patch_size": 16, "image_size": size})).eval()
+    queries = [f"a photo of a {name}" for name in names]
+
+    def detect(image: np.ndarray) -> int:
+        with torch.no_grad():
+            inputs = processor(text=[queries], images=image, return_tensors="pt")
+            results = processor.post_process_grounded_object_detection(
+                model(**inputs), threshold=0.1, target_sizes=[image.shape[:2]])
+        return len(results[0]["scores"])
+
+    return detect
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident set size so far, MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def timed(detect: Detector, image: np.ndarray) -> tuple[float, int]:
+    started = time.perf_counter()
+    count = detect(image)
+    return time.perf_counter() - started, count
+
+
+def check_detector_args(args: argparse.Namespace) -> None:
+    """Exit with a one-line error for arguments the detector benchmark cannot run."""
+    if args.size <= 0 or args.size % 16:
+        sys.exit(f"error: --size must be a positive multiple of 16 (the patch size), got {args.size}")
+    for name in ("vocab", "repeats", "threads"):
+        if getattr(args, name) < 1:
+            sys.exit(f"error: --{name} must be at least 1, got {getattr(args, name)}")
+    if args.peer == "owlvit" and importlib.util.find_spec("transformers") is None:
+        sys.exit("error: --peer owlvit needs transformers: pip install -e '.[bench]'")
+
+
+def detector(args: argparse.Namespace) -> dict:
+    """Seconds per image of ovdet (and ``args.peer``), interleaved (module doc)."""
+    check_detector_args(args)
+    torch.set_num_threads(args.threads)
+    image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
+    names = vocabulary_names(args.vocab)
+    ovdet, text_seconds = build_ovdet(args, names)
+    runners = {"ovdet": ovdet}
+    ovdet(image)  # warm-up
+    ovdet_peak = peak_rss_mib()
+    if args.peer:
+        runners[args.peer] = build_owlvit(args.size, names)
+        runners[args.peer](image)
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    detections: dict[str, int] = {}
+    for _ in range(args.repeats):
+        for name, detect in runners.items():
+            elapsed, detections[name] = timed(detect, image)
+            seconds[name].append(round(elapsed, 3))
+    result: dict = {"size": args.size, "vocab": args.vocab, "torch_threads": torch.get_num_threads(),
+                    "repeats": args.repeats, "overrides": args.opts}
+    for name, values in seconds.items():
+        result[name] = {"median_s": round(statistics.median(values), 3), "seconds": values,
+                        "detections": detections[name]}
+    result["ovdet"]["set_vocabulary_once_s"] = round(text_seconds, 1)
+    if args.peer:
+        result["ratio"] = round(result[args.peer]["median_s"] / result["ovdet"]["median_s"], 3)
+    result["ovdet_peak_rss_mib"] = ovdet_peak
+    result["process_peak_rss_mib"] = peak_rss_mib()
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,7 +238,18 @@ def main(argv: list[str] | None = None) -> None:
     pseudo.add_argument("--methods", default=",".join(VARIANTS))
     pseudo.add_argument("--batch-size", type=int, default=32)
     pseudo.add_argument("--clip", default="toyworld")
+    bench = commands.add_parser("detector", help="seconds per image of detection inference")
+    bench.add_argument("--size", type=int, default=768)
+    bench.add_argument("--vocab", type=int, default=10)
+    bench.add_argument("--peer", choices=PEERS)
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--config-file", default=str(DETECTOR_CONFIG))
+    bench.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
+    if args.command == "detector":
+        print(json.dumps(detector(args), indent=2))
+        return
     try:
         print(json.dumps(pseudo_boxes(args), indent=2))
     except FileNotFoundError as error:
