@@ -1,12 +1,17 @@
 """OpenVocabRCNN on a tiny random CLIP: shapes, losses, empty images, vocabularies, RMA."""
+from pathlib import Path
+
 import pytest
 import torch
 
 from ovdet.clip import CLIPViTTrunk
 from ovdet.clip.rma import box_embeddings, rasterize_boxes, region_embeddings
+from ovdet.modeling.contracts import ScoringInputs
 from ovdet.modeling.registry import build_model
+from ovdet.modeling.scoring import CLIPEnsembleScorer
 
 NAMES = ["tomato", "egg", "olive"]
+REFERENCE = Path(__file__).parent / "data" / "scorer_reference.pt"
 
 
 def synthetic_batch(num_boxes=(2, 1), size=64, seed=0):
@@ -34,10 +39,19 @@ def inference_batch():
     return batch
 
 
+def reference_model(cfg):
+    """The tiny detector with the weights it had at seed 0 before the seams refactor (the file
+    also holds that code's detections; see test_seams.py). The text tower is not in a detector
+    checkpoint: it is the tiny CLIP's at seed 0, as then."""
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.load_state_dict(torch.load(REFERENCE, weights_only=True)["state_dict"])
+    return model
+
+
 @pytest.fixture()
 def model(tiny_cfg):
-    torch.manual_seed(0)
-    model = build_model(tiny_cfg)
+    model = reference_model(tiny_cfg)
     model.set_training_vocabulary(NAMES)
     return model
 
@@ -106,13 +120,21 @@ def test_no_vocabulary_is_a_clear_error(tiny_cfg):
         model(synthetic_batch())
 
 
-def test_ensemble_is_weighted_geometric_mean(model):
-    model.set_vocabulary(["tomato", "banana"])  # tomato base, banana novel
-    alpha, beta = model.ensemble_weights
+def scoring_inputs(novel_mask, **fields):
+    """ScoringInputs for scorer unit tests: the given fields, placeholders elsewhere."""
+    defaults = {"trunk": None, "trunk_output": None, "proposals": [], "objectness": [],
+                "boxes": [], "probabilities": [], "class_embeddings": torch.zeros(len(novel_mask), 4),
+                "logit_scale": torch.tensor(1.0)}
+    return ScoringInputs(novel_mask=torch.tensor(novel_mask), **{**defaults, **fields})
+
+
+def test_ensemble_is_weighted_geometric_mean(monkeypatch):
+    scorer = CLIPEnsembleScorer()  # tomato base, banana novel
+    alpha, beta = scorer.ensemble_weights
     head = [torch.tensor([[0.6, 0.2]])]
     clip = torch.tensor([[0.3, 0.7]])
-    model.clip_probabilities = lambda output, boxes: [clip]
-    combined = model.ensemble(None, [torch.zeros(1, 4)], head)[0]
+    monkeypatch.setattr(scorer, "clip_probabilities", lambda inputs, boxes: [clip])
+    combined = scorer.ensemble(scoring_inputs([False, True]), [torch.zeros(1, 4)], head)[0]
     expected = torch.tensor([[0.6 ** (1 - alpha) * 0.3 ** alpha, 0.2 ** (1 - beta) * 0.7 ** beta]])
     torch.testing.assert_close(combined, expected)
 
@@ -211,9 +233,10 @@ def test_objectness_prior_vetoes_novel_on_base_objects(tiny_cfg, monkeypatch):
     model.set_vocabulary(["tomato", "egg", "banana"])  # banana is novel
     head = [torch.tensor([[0.7, 0.2, 0.05], [0.01, 0.01, 0.0]])]
     fits = [torch.tensor([[1.0, 1.0, 0.25], [1.0, 1.0, 1.0]])]
-    monkeypatch.setattr("ovdet.modeling.meta_arch.ov_rcnn.box_fits", lambda *a, **k: fits)
-    prior = model.with_objectness_prior(None, [torch.zeros(2, 4)], head,
-                                        [torch.tensor([0.64, 0.81])])[0]
+    monkeypatch.setattr("ovdet.modeling.scoring.box_fits", lambda *a, **k: fits)
+    prior = model.scorer.with_objectness_prior(scoring_inputs([False, False, True]),
+                                               [torch.zeros(2, 4)], head,
+                                               [torch.tensor([0.64, 0.81])])[0]
     monkeypatch.undo()
     expected_banana = torch.tensor([(0.64 * 0.25) ** 0.5 * (1 - 0.9), (0.81 * 1.0) ** 0.5 * 0.98])
     torch.testing.assert_close(prior[:, 2], expected_banana)
@@ -235,8 +258,9 @@ def test_novel_classes_scored_on_proposals(tiny_cfg):
     regressed = [torch.tensor([[0.0, 0.0, 10.0, 10.0]])]
     proposals = [torch.tensor([[1.0, 1.0, 12.0, 12.0]])]
     probabilities = [torch.tensor([[0.5, 0.3, 0.1]])]
-    boxes, probs, objectness, allowed = model.novel_on_proposals(
-        regressed, probabilities, proposals, [torch.tensor([0.9])])
+    boxes, probs, objectness, allowed = model.scorer.novel_on_proposals(
+        scoring_inputs([False, False, True], proposals=proposals), regressed, probabilities,
+        [torch.tensor([0.9])])
     assert torch.equal(boxes[0], torch.cat([regressed[0], proposals[0]]))
     assert allowed[0].tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]  # base | novel columns
     assert objectness[0].tolist() == pytest.approx([0.9, 0.9]) and probs[0].shape == (2, 3)

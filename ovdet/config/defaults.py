@@ -1,4 +1,5 @@
-"""``get_cfg()``: the global options, plus the defaults each component declares next to its code."""
+"""``get_cfg()``: the global options, plus the defaults each component declares in the small
+``config.py`` next to its code (those import no model code, torch included)."""
 from __future__ import annotations
 
 from .config import CfgNode
@@ -24,12 +25,12 @@ def get_cfg() -> CfgNode:
     from ..data.config import add_data_config
     from ..engine.config import add_engine_config
     from ..modeling.backbone.config import add_backbone_config
-    from ..modeling.meta_arch.ov_rcnn import add_open_vocab_config
-    from ..modeling.proposal.rpn import add_rpn_config
-    from ..modeling.roi_heads.open_vocab_heads import add_roi_heads_config
+    from ..modeling.meta_arch.config import add_loss_config, add_open_vocab_config
+    from ..modeling.proposal.config import add_rpn_config
+    from ..modeling.roi_heads.config import add_roi_heads_config
 
     cfg = _global_defaults()
     for add in (add_clip_config, add_backbone_config, add_rpn_config, add_roi_heads_config,
-                add_open_vocab_config, add_data_config, add_engine_config):
+                add_open_vocab_config, add_loss_config, add_data_config, add_engine_config):
         add(cfg)
     return cfg.clone()

@@ -1,26 +1,126 @@
-"""One fvcore ``Registry`` per component kind, and the builders that read the config's names.
+"""One fvcore ``Registry`` per component kind, the contract each kind keeps, and the builders.
 
-A component registers itself with ``@BACKBONE_REGISTRY.register()`` (etc.) and is then built from
-``cfg`` by name; every component also takes plain keyword arguments (``configurable``).
+A component registers itself with ``@ROI_HEADS_REGISTRY.register()`` (etc.) and is then built from
+a config by name; every component also takes plain keyword arguments (``configurable``). The
+contracts are written in each registry's docstring and, checkable, as the ``typing.Protocol``s of
+:mod:`ovdet.modeling.contracts`.
+
+ovdet's own components register when a registry is first read (``get``, ``in``, iteration), not
+when ``ovdet.modeling`` or a component's ``config`` module is imported: ``get_cfg()`` reads the
+small ``config.py`` next to each component and imports no model code, while ``import
+ovdet.modeling`` followed by any use of a registry sees every built-in component.
 """
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import Any, Iterator
 
 from fvcore.common.registry import Registry
 
 from ..config import CfgNode, ConfigError
 
-META_ARCH_REGISTRY = Registry("META_ARCH")
-META_ARCH_REGISTRY.__doc__ = "Whole models: images (and targets) in, losses or detections out."
-BACKBONE_REGISTRY = Registry("BACKBONE")
-BACKBONE_REGISTRY.__doc__ = "Image feature extractors built on the shared CLIP trunk."
-PROPOSAL_GENERATOR_REGISTRY = Registry("PROPOSAL_GENERATOR")
-PROPOSAL_GENERATOR_REGISTRY.__doc__ = "Class-agnostic region proposal generators."
-ROI_HEADS_REGISTRY = Registry("ROI_HEADS")
-ROI_HEADS_REGISTRY.__doc__ = "Per-region heads: open-vocabulary classification, boxes, masks."
-ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD")
-ROI_MASK_HEAD_REGISTRY.__doc__ = "Mask heads on RoI features."
+# The modules that define ovdet's own components (imported when a registry is first read).
+BUILTIN_COMPONENT_MODULES = (
+    "ovdet.modeling.backbone.clip_vit_fpn",
+    "ovdet.modeling.proposal.rpn",
+    "ovdet.modeling.roi_heads.mask_head",
+    "ovdet.modeling.roi_heads.open_vocab_heads",
+    "ovdet.modeling.vocabulary",
+    "ovdet.modeling.scoring",
+    "ovdet.modeling.meta_arch.ov_rcnn",
+)
+_builtins_loaded = False
+
+
+def load_builtin_components() -> None:
+    """Register ovdet's own components (idempotent)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    for module in BUILTIN_COMPONENT_MODULES:
+        importlib.import_module(module)
+
+
+class ComponentRegistry(Registry):
+    """fvcore ``Registry`` that registers ovdet's built-in components before it is first read."""
+
+    def get(self, name: str) -> Any:
+        load_builtin_components()
+        return super().get(name)
+
+    def __contains__(self, name: str) -> bool:
+        load_builtin_components()
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        load_builtin_components()
+        return super().__iter__()
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(name for name, _ in self)
+
+
+def _registry(name: str, contract: str) -> ComponentRegistry:
+    registry = ComponentRegistry(name)
+    registry.__doc__ = contract
+    return registry
+
+
+META_ARCH_REGISTRY = _registry("META_ARCH", """Whole models (:class:`contracts.MetaArchitecture`).
+
+``model(batched_inputs)``: a list of ``{"image": (3, H, W) uint8, "height", "width"[,
+"instances": {"boxes": (N, 4) xyxy, "classes": (N,), "masks": (N, H, W)}]}``; training returns a
+dict of weighted scalar losses, eval mode a list of ``{"instances": {...}}``. ``set_vocabulary``,
+``set_training_vocabulary`` and ``vocabulary`` (a :class:`~ovdet.modeling.vocabulary.Vocabulary`).
+Built as ``cls(cfg)``.""")
+BACKBONE_REGISTRY = _registry("BACKBONE", """Image features on the shared CLIP trunk
+(:class:`contracts.Backbone`).
+
+``backbone(images (B, 3, H, W) normalised) -> (TrunkOutput, {name: (B, C_l, H/s_l, W/s_l)})``;
+``output_shape() -> {name: ShapeSpec(channels, stride)}`` in the order of the returned maps;
+``size_divisibility`` (inputs are padded to a multiple of it); ``trunk`` (the
+:class:`~ovdet.clip.CLIPViTTrunk`, whose kept states RMA re-enters). Built as ``cls(cfg, clip)``.""")
+PROPOSAL_GENERATOR_REGISTRY = _registry("PROPOSAL_GENERATOR", """Class-agnostic proposals
+(:class:`contracts.ProposalGenerator`).
+
+``generator(images: ImageList, features, targets) -> (proposals: per image (P, 4) xyxy, losses)``
+in training; ``propose_with_scores(images, features) -> (proposals, objectness: per image (P,) in
+[0, 1])`` at inference. Built as ``cls(cfg, input_shape)`` with the backbone's
+``output_shape()``.""")
+ROI_HEADS_REGISTRY = _registry("ROI_HEADS", """Per-region heads (:class:`contracts.ROIHeads`).
+
+``heads(features, proposals, image_sizes, class_embeddings (C, D), targets=None) -> (results,
+losses)`` in both modes (``losses`` is empty at inference). ``results`` per image: training
+``{"boxes": (R, 4) sampled proposals, "labels": (R,) in [0, C] (C = background),
+"region_embeddings": (R, D) unit norm, "logits": (R, C + 1)}``; inference ``{"boxes": (P, 4)
+decoded xyxy, "probabilities": (P, C), "region_embeddings": (P, D)}``. ``predict_masks(features,
+boxes, image_sizes)`` and ``mask_on``. Built as ``cls(cfg, input_shape, embed_dim)``.""")
+ROI_MASK_HEAD_REGISTRY = _registry("ROI_MASK_HEAD", """Mask heads on RoI features
+(:class:`contracts.MaskHead`).
+
+``head((R, C, M, M) pooled features) -> (R, 1, 2M, 2M)`` class-agnostic mask logits. Built as
+``cls(cfg, in_channels)``.""")
+EMBEDDING_SOURCE_REGISTRY = _registry("EMBEDDING_SOURCE", """Where class embeddings come from
+(:class:`contracts.EmbeddingSource`): an ``nn.Module`` whose parameters, if any, train with the
+detector and are saved in its checkpoint.
+
+``source(names: list[str]) -> (C, D)`` unit-norm embeddings in CLIP's joint space; ``cacheable``:
+whether the result may be kept until the names change (a source with trainable parameters is
+recomputed at every training step). Built as ``cls(cfg, clip)``.""")
+SCORER_REGISTRY = _registry("SCORER", """Detection scoring policies (:class:`contracts.Scorer`).
+
+``scorer(inputs: ScoringInputs) -> (boxes: per image (N, 4), scores: per image (N, C))``:
+combines the RoI head's class probabilities with CLIP's region scores (the trunk's kept states,
+the proposals and their objectness are in ``inputs``). Thresholds, NMS and top-k come after.
+Built as ``cls(cfg)``.""")
+CRITERION_REGISTRY = _registry("CRITERION", """Extra training losses (:class:`contracts.Criterion`),
+named in ``MODEL.CRITERIA`` and weighted by ``MODEL.LOSS_WEIGHTS`` like every other loss.
+
+``criterion(roi_results, class_embeddings (C, D), targets) -> {"loss_name": scalar}``, with
+``roi_results`` the RoI heads' training results (sampled boxes, labels, region embeddings).
+Built as ``cls(cfg)``.""")
 
 
 def build_from_registry(registry: Registry, name: str, cfg: CfgNode, *args: Any) -> Any:
@@ -33,14 +133,10 @@ def build_from_registry(registry: Registry, name: str, cfg: CfgNode, *args: Any)
 
 def build_backbone(cfg: CfgNode, *args: Any) -> Any:
     """The backbone named by ``cfg.MODEL.BACKBONE.NAME``."""
-    from . import backbone  # noqa: F401  (registers the backbones)
-
     return build_from_registry(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg, *args)
 
 
 def build_model(cfg: CfgNode) -> Any:
     """The meta-architecture named by ``cfg.MODEL.META_ARCHITECTURE``, on ``cfg.MODEL.DEVICE``."""
-    from . import meta_arch  # noqa: F401  (registers the meta-architectures)
-
     model = build_from_registry(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, cfg)
     return model.to(cfg.MODEL.DEVICE)

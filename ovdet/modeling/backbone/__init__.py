@@ -1,4 +1,6 @@
-"""Backbones on the shared CLIP trunk."""
-from .clip_vit_fpn import CLIPViTSimpleFPN
+"""Backbones on the shared CLIP trunk (exported lazily: ``config`` here is read by
+``get_cfg()``)."""
+from ...utils.lazy import lazy_exports
 
 __all__ = ["CLIPViTSimpleFPN"]
+__getattr__, __dir__ = lazy_exports(__name__, {"CLIPViTSimpleFPN": ".clip_vit_fpn"})

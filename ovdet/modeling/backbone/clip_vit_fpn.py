@@ -15,6 +15,7 @@ from torch import nn
 
 from ...clip import CLIPBundle, CLIPViTTrunk, TrunkOutput, load_clip
 from ...config import CfgNode, configurable
+from ..contracts import ShapeSpec
 from ..registry import BACKBONE_REGISTRY
 
 
@@ -74,6 +75,11 @@ class CLIPViTSimpleFPN(nn.Module):
                 "out_channels": cfg.MODEL.BACKBONE.OUT_CHANNELS,
                 "strides": tuple(cfg.MODEL.BACKBONE.STRIDES),
                 "trainable_blocks": cfg.MODEL.BACKBONE.TRAINABLE_BLOCKS}
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        """{"p2": ShapeSpec(out_channels, 4), ...}: the pyramid's maps, in ``forward``'s order."""
+        return {name: ShapeSpec(self.out_channels, stride)
+                for name, stride in zip(self.levels, self.strides)}
 
     @property
     def size_divisibility(self) -> int:

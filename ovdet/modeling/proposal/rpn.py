@@ -7,7 +7,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import (RegionProposalNetwork, RPNHead,
                                               concat_box_prediction_layers)
 
-from ...config import CfgNode, configurable
+from ...config import CfgNode, ConfigError, configurable
+from ..contracts import ShapeSpec
 from ..registry import PROPOSAL_GENERATOR_REGISTRY
 
 
@@ -17,7 +18,8 @@ class RPN(RegionProposalNetwork):
 
     ``forward(images: ImageList, features: dict[str, (B, C, H_l, W_l)], targets: list[{"boxes":
     (N, 4) xyxy}] | None) -> (list of (P_b, 4) xyxy proposals, {"loss_objectness",
-    "loss_rpn_box_reg"})``; targets with no boxes are all background.
+    "loss_rpn_box_reg"})``; targets with no boxes are all background. At inference,
+    ``propose_with_scores`` also returns the proposals' objectness (``PROPOSAL_GENERATOR_REGISTRY``).
     """
 
     @configurable
@@ -50,12 +52,16 @@ class RPN(RegionProposalNetwork):
         return self.filter_proposals(proposals, objectness, images.image_sizes, per_level)
 
     @classmethod
-    def from_config(cls, cfg: CfgNode) -> dict:
+    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
         rpn = cfg.MODEL.RPN
-        if len(rpn.ANCHOR_SIZES) != len(cfg.MODEL.BACKBONE.STRIDES):
-            raise ValueError(f"MODEL.RPN.ANCHOR_SIZES has {len(rpn.ANCHOR_SIZES)} sizes but there "
-                             f"are {len(cfg.MODEL.BACKBONE.STRIDES)} pyramid levels")
-        return {"in_channels": cfg.MODEL.BACKBONE.OUT_CHANNELS,
+        if len(rpn.ANCHOR_SIZES) != len(input_shape):
+            raise ConfigError(f"MODEL.RPN.ANCHOR_SIZES has {len(rpn.ANCHOR_SIZES)} sizes but the "
+                              f"backbone has {len(input_shape)} feature maps {list(input_shape)}")
+        channels = {shape.channels for shape in input_shape.values()}
+        if len(channels) != 1:
+            raise ConfigError(f"the RPN needs feature maps of equal channels, got "
+                              f"{ {name: s.channels for name, s in input_shape.items()} }")
+        return {"in_channels": channels.pop(),
                 "anchor_sizes": tuple(rpn.ANCHOR_SIZES), "aspect_ratios": tuple(rpn.ASPECT_RATIOS),
                 "iou_thresholds": tuple(rpn.IOU_THRESHOLDS),
                 "batch_size_per_image": rpn.BATCH_SIZE_PER_IMAGE,
@@ -63,19 +69,3 @@ class RPN(RegionProposalNetwork):
                 "pre_nms_top_n": (rpn.PRE_NMS_TOPK_TRAIN, rpn.PRE_NMS_TOPK_TEST),
                 "post_nms_top_n": (rpn.POST_NMS_TOPK_TRAIN, rpn.POST_NMS_TOPK_TEST),
                 "nms_thresh": rpn.NMS_THRESH}
-
-
-def add_rpn_config(cfg: CfgNode) -> None:
-    cfg.MODEL.PROPOSAL_GENERATOR = CfgNode()
-    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"
-    cfg.MODEL.RPN = CfgNode()
-    cfg.MODEL.RPN.ANCHOR_SIZES = (32, 64, 128, 256)  # one per pyramid level
-    cfg.MODEL.RPN.ASPECT_RATIOS = (0.5, 1.0, 2.0)
-    cfg.MODEL.RPN.IOU_THRESHOLDS = (0.3, 0.7)
-    cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
-    cfg.MODEL.RPN.POSITIVE_FRACTION = 0.5
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
-    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 1000
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
-    cfg.MODEL.RPN.NMS_THRESH = 0.7

@@ -1,29 +1,34 @@
 """Open-vocabulary RoI heads: classes are text embeddings, not weights.
 
-* Box branch: RoI align on the pyramid -> two FC layers -> projection into CLIP's joint space; the
-  class logits are ``exp(logit_scale) * cos(region, [class embeddings; background])`` with a
-  learnable temperature and a learned background embedding. Any vocabulary works at any time.
+* Box branch: RoI align on the backbone's maps (names from its ``output_shape()``) -> two FC
+  layers -> projection into CLIP's joint space (the *region embeddings*, exposed in the results
+  for added losses); the class logits are ``exp(logit_scale) * cos(region, [class embeddings;
+  background])`` with a learnable temperature and a learned background embedding. Any vocabulary
+  works at any time.
 * Class-agnostic box regression (one delta per region, torchvision's ``BoxCoder``).
-* Class-agnostic Mask R-CNN mask head (torchvision's ``MaskRCNNHeads``, one output channel).
+* A class-agnostic mask head from ``ROI_MASK_HEAD_REGISTRY``.
 * Loss: softmax cross-entropy over classes + background (default), or sigmoid binary
   cross-entropy over a federated subset of classes (Detic's federated loss, for LVIS-sized
-  vocabularies): the classes present in the batch plus classes sampled up to ``fed_num_classes``.
+  vocabularies): the classes present in the batch plus classes sampled, without replacement and
+  with probability proportional to (training images holding the class) ** ``fed_freq_weight_power``
+  (0.5, as Detic), up to ``fed_num_classes``.
 """
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import maskrcnn_loss
 from torchvision.ops import MultiScaleRoIAlign, box_iou, boxes as box_ops
 
-from ...config import CfgNode, configurable
-from ..registry import ROI_HEADS_REGISTRY
+from ...config import CfgNode, ConfigError, configurable
+from ..contracts import ShapeSpec
+from ..registry import ROI_HEADS_REGISTRY, ROI_MASK_HEAD_REGISTRY, build_from_registry
 
 
 class CosineClassifier(nn.Module):
@@ -40,10 +45,14 @@ class CosineClassifier(nn.Module):
         """(R, in_dim) -> (R, D) L2-normalised region embeddings."""
         return F.normalize(self.projection(features), dim=-1)
 
-    def forward(self, features: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+    def logits(self, embeddings: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+        """(R, D) region embeddings (unit norm) -> (R, C + 1) logits."""
         classes = torch.cat([class_embeddings, self.background[None]], dim=0)
         scale = self.logit_scale.exp().clamp(max=100)
-        return scale * self.embed(features) @ F.normalize(classes, dim=-1).T
+        return scale * embeddings @ F.normalize(classes, dim=-1).T
+
+    def forward(self, features: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(features), class_embeddings)
 
 
 def federated_classes(gt_classes: torch.Tensor, num_classes: int, num_sampled: int,
@@ -63,10 +72,20 @@ def federated_classes(gt_classes: torch.Tensor, num_classes: int, num_sampled: i
 class OpenVocabROIHeads(nn.Module):
     """RoI heads whose classifier is a set of text embeddings (module doc).
 
-    ``forward(features, proposals, image_sizes, class_embeddings, targets=None)``:
-    training returns a loss dict; inference returns per image the decoded class-agnostic boxes
-    (P, 4) xyxy, class probabilities (P, C) without background, and the mask head is run later,
-    on final boxes, by :meth:`predict_masks`.
+    ``forward(features, proposals, image_sizes, class_embeddings, targets=None,
+    class_image_counts=None) -> (results, losses)`` as ``ROI_HEADS_REGISTRY`` states: training
+    returns the sampled proposals with their labels, region embeddings and logits, and the losses
+    ``loss_cls``, ``loss_box_reg`` (and ``loss_mask``); inference returns the decoded
+    class-agnostic boxes (P, 4) xyxy, class probabilities (P, C) without background and region
+    embeddings, and no losses. Masks of final boxes come from :meth:`predict_masks`.
+
+    Args:
+        in_channels: channels of every feature map.
+        featmap_names: the maps RoI align reads (the backbone's ``output_shape()`` keys).
+        embed_dim: D, CLIP's joint-space width.
+        mask_head: a ``ROI_MASK_HEAD_REGISTRY`` module, or None for boxes only.
+        class_image_counts (forward): (C,) training images per class, the federated sampling
+            weights' base (uniform when not given).
     """
 
     @configurable
@@ -74,8 +93,8 @@ class OpenVocabROIHeads(nn.Module):
                  hidden_dim: int = 1024, pooler_resolution: int = 7,
                  batch_size_per_image: int = 512, positive_fraction: float = 0.25,
                  iou_threshold: float = 0.5, loss_type: str = "softmax",
-                 fed_num_classes: int = 50, mask_on: bool = True, mask_conv_dim: int = 256,
-                 mask_num_conv: int = 4, mask_pooler_resolution: int = 14,
+                 fed_num_classes: int = 50, fed_freq_weight_power: float = 0.5,
+                 mask_head: nn.Module | None = None, mask_pooler_resolution: int = 14,
                  box_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)) -> None:
         super().__init__()
         if loss_type not in ("softmax", "federated_sigmoid"):
@@ -91,25 +110,32 @@ class OpenVocabROIHeads(nn.Module):
         self.sampler = det_utils.BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
         self.loss_type = loss_type
         self.fed_num_classes = fed_num_classes
-        self.mask_on = mask_on
-        if mask_on:
+        self.fed_freq_weight_power = fed_freq_weight_power
+        self.mask_on = mask_head is not None
+        if mask_head is not None:
             self.mask_pooler = MultiScaleRoIAlign(list(featmap_names), mask_pooler_resolution,
                                                   sampling_ratio=2)
-            self.mask_head = MaskRCNNHeads(in_channels, [mask_conv_dim] * mask_num_conv, 1)
-            self.mask_predictor = MaskRCNNPredictor(mask_conv_dim, mask_conv_dim, 1)
+            self.mask_head = mask_head
+        self._register_load_state_dict_pre_hook(_rename_legacy_mask_keys)
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, embed_dim: int) -> dict:
+    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec], embed_dim: int) -> dict:
         heads, mask = cfg.MODEL.ROI_HEADS, cfg.MODEL.ROI_MASK_HEAD
-        names = tuple(f"p{int(math.log2(s))}" for s in cfg.MODEL.BACKBONE.STRIDES)
-        return {"in_channels": cfg.MODEL.BACKBONE.OUT_CHANNELS, "featmap_names": names,
+        channels = {shape.channels for shape in input_shape.values()}
+        if len(channels) != 1:
+            raise ConfigError(f"{cls.__name__} needs feature maps of equal channels, got "
+                              f"{ {name: s.channels for name, s in input_shape.items()} }")
+        in_channels = channels.pop()
+        mask_head = (build_from_registry(ROI_MASK_HEAD_REGISTRY, mask.NAME, cfg, in_channels)
+                     if cfg.MODEL.MASK_ON else None)
+        return {"in_channels": in_channels, "featmap_names": tuple(input_shape),
                 "embed_dim": embed_dim, "hidden_dim": heads.HIDDEN_DIM,
                 "pooler_resolution": heads.POOLER_RESOLUTION,
                 "batch_size_per_image": heads.BATCH_SIZE_PER_IMAGE,
                 "positive_fraction": heads.POSITIVE_FRACTION, "iou_threshold": heads.IOU_THRESHOLD,
                 "loss_type": heads.LOSS, "fed_num_classes": heads.FED_NUM_CLASSES,
-                "mask_on": cfg.MODEL.MASK_ON, "mask_conv_dim": mask.CONV_DIM,
-                "mask_num_conv": mask.NUM_CONV, "mask_pooler_resolution": mask.POOLER_RESOLUTION}
+                "fed_freq_weight_power": heads.FED_FREQ_WEIGHT_POWER,
+                "mask_head": mask_head, "mask_pooler_resolution": mask.POOLER_RESOLUTION}
 
     def _sample(self, proposals: list[torch.Tensor], targets: list[dict], num_classes: int):
         """Adds ground truth to the proposals, matches and samples them. Returns per image the
@@ -138,13 +164,20 @@ class OpenVocabROIHeads(nn.Module):
             matched.append(torch.where(image_labels[keep] < num_classes, matches[keep], -1))
         return boxes, labels, deltas, matched
 
+    def federated_weights(self, class_image_counts: torch.Tensor | None) -> torch.Tensor | None:
+        """(C,) sampling weights ``counts ** fed_freq_weight_power`` (None: uniform)."""
+        if class_image_counts is None or class_image_counts.numel() == 0:
+            return None
+        return class_image_counts.float() ** self.fed_freq_weight_power
+
     def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor,
-                    class_weights: torch.Tensor | None) -> torch.Tensor:
+                    class_image_counts: torch.Tensor | None) -> torch.Tensor:
         num_classes = logits.shape[1] - 1
         if self.loss_type == "softmax":
             return F.cross_entropy(logits, labels)
         # federated sigmoid: background is "no class is 1"; only the selected columns count
-        used = federated_classes(labels, num_classes, self.fed_num_classes, class_weights)
+        used = federated_classes(labels, num_classes, self.fed_num_classes,
+                                 self.federated_weights(class_image_counts))
         targets = F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
         bias = logits[:, :num_classes] - logits[:, num_classes:]  # relative to background
         loss = F.binary_cross_entropy_with_logits(bias[:, used], targets[:, used], reduction="sum")
@@ -152,7 +185,8 @@ class OpenVocabROIHeads(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
                 image_sizes: list[tuple[int, int]], class_embeddings: torch.Tensor,
-                targets: list[dict] | None = None, class_weights: torch.Tensor | None = None):
+                targets: list[dict] | None = None, class_image_counts: torch.Tensor | None = None
+                ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         num_classes = class_embeddings.shape[0]
         if self.training:
             if targets is None:
@@ -161,28 +195,31 @@ class OpenVocabROIHeads(nn.Module):
         else:
             boxes = proposals
         region = self.box_head(self.box_pooler(features, boxes, image_sizes))
-        logits = self.classifier(region, class_embeddings)
+        embeddings = self.classifier.embed(region)
+        logits = self.classifier.logits(embeddings, class_embeddings)
         box_deltas = self.box_regressor(region)
+        counts = [len(b) for b in boxes]
         if self.training:
             labels_all, deltas_all = torch.cat(labels), torch.cat(deltas)
             positive = labels_all < num_classes
-            losses = {"loss_cls": self._class_loss(logits, labels_all, class_weights),
+            losses = {"loss_cls": self._class_loss(logits, labels_all, class_image_counts),
                       "loss_box_reg": F.smooth_l1_loss(box_deltas[positive], deltas_all[positive],
                                                        beta=1 / 9, reduction="sum")
                       / max(1, labels_all.numel())}
             if self.mask_on:
                 losses["loss_mask"] = self._mask_loss(features, boxes, labels, matched,
                                                       image_sizes, targets, num_classes)
-            return losses
-        counts = [len(b) for b in boxes]
+            results = [{"boxes": b, "labels": lab, "region_embeddings": e, "logits": g}
+                       for b, lab, e, g in zip(boxes, labels, embeddings.split(counts),
+                                               logits.split(counts))]
+            return results, losses
         decoded = self.box_coder.decode(box_deltas, boxes).reshape(-1, 4)
-        probabilities = self.probabilities(logits)
-        results = []
-        for image_boxes, image_probs, size in zip(decoded.split(counts), probabilities.split(counts),
-                                                  image_sizes):
-            results.append({"boxes": box_ops.clip_boxes_to_image(image_boxes, size),
-                            "probabilities": image_probs})
-        return results
+        results = [{"boxes": box_ops.clip_boxes_to_image(image_boxes, size),
+                    "probabilities": image_probs, "region_embeddings": image_embeddings}
+                   for image_boxes, image_probs, image_embeddings, size in zip(
+                       decoded.split(counts), self.probabilities(logits).split(counts),
+                       embeddings.split(counts), image_sizes)]
+        return results, {}
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """(R, C + 1) logits -> (R, C) class probabilities (background dropped)."""
@@ -197,9 +234,8 @@ class OpenVocabROIHeads(nn.Module):
             positive_boxes.append(image_boxes[keep])
             positive_matched.append(image_matched[keep])
         if sum(len(b) for b in positive_boxes) == 0:
-            return sum(p.sum() for p in self.mask_predictor.parameters()) * 0.0
-        logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, positive_boxes,
-                                                                      image_sizes)))
+            return sum(p.sum() for p in self.mask_head.parameters()) * 0.0
+        logits = self.mask_head(self.mask_pooler(features, positive_boxes, image_sizes))
         gt_masks = [t["masks"] for t in targets]
         zeros = [torch.zeros(len(t["boxes"]), dtype=torch.int64, device=logits.device) for t in targets]
         return maskrcnn_loss(logits, positive_boxes, gt_masks, zeros, positive_matched)
@@ -210,25 +246,20 @@ class OpenVocabROIHeads(nn.Module):
         counts = [len(b) for b in boxes]
         if sum(counts) == 0:
             return [features[next(iter(features))].new_zeros(0, 1, 1) for _ in boxes]
-        logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, boxes, image_sizes)))
+        logits = self.mask_head(self.mask_pooler(features, boxes, image_sizes))
         return list(logits.sigmoid()[:, 0].split(counts))
 
 
-def add_roi_heads_config(cfg: CfgNode) -> None:
-    cfg.MODEL.MASK_ON = True
-    cfg.MODEL.ROI_HEADS = CfgNode()
-    cfg.MODEL.ROI_HEADS.NAME = "OpenVocabROIHeads"
-    cfg.MODEL.ROI_HEADS.HIDDEN_DIM = 1024
-    cfg.MODEL.ROI_HEADS.POOLER_RESOLUTION = 7
-    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
-    cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
-    cfg.MODEL.ROI_HEADS.IOU_THRESHOLD = 0.5
-    cfg.MODEL.ROI_HEADS.LOSS = "softmax"  # or "federated_sigmoid" (LVIS-sized vocabularies)
-    cfg.MODEL.ROI_HEADS.FED_NUM_CLASSES = 50
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
-    cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
-    cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 100
-    cfg.MODEL.ROI_MASK_HEAD = CfgNode()
-    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
-    cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
-    cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
+def _rename_legacy_mask_keys(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Checkpoints written before the mask head came from ``ROI_MASK_HEAD_REGISTRY`` held
+    ``mask_head.*`` (the convolutions) and ``mask_predictor.*``; they load as ``mask_head.convs.*``
+    and ``mask_head.predictor.*``."""
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix):]
+        if rest.startswith("mask_predictor."):
+            state_dict[f"{prefix}mask_head.predictor.{rest[len('mask_predictor.'):]}"] = \
+                state_dict.pop(key)
+        elif rest.startswith("mask_head.") and rest.split(".")[1].isdigit():
+            state_dict[f"{prefix}mask_head.convs.{rest[len('mask_head.'):]}"] = state_dict.pop(key)

@@ -1,0 +1,190 @@
+"""The detector's vocabulary: class names, which are base, and their embeddings from a source.
+
+* Names are compared after :func:`normalize_class_name` (case, surrounding and repeated
+  whitespace, LVIS's ``_`` for spaces as in ``bat_(animal)``), so "Tomato" and "tomato" are one
+  class with one base/novel status. Two names with the same normal form are refused.
+* Embeddings come from an *embedding source*, itself a module (``EMBEDDING_SOURCE_REGISTRY``):
+  :class:`TemplateEmbeddings` (frozen CLIP text tower, template ensemble, cached on disk) by
+  default; a source with trainable parameters (learned prompts) trains with the detector, is saved
+  in its checkpoint, and is re-run at every training step.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..clip.load import CLIPBundle
+from ..clip.text import DEFAULT_TEMPLATES, class_embeddings
+from ..config import CfgNode, configurable
+from .registry import EMBEDDING_SOURCE_REGISTRY
+
+
+def normalize_class_name(name: str) -> str:
+    """The form names are compared in: ``" Tomato"`` -> ``"tomato"``, ``"bat_(animal)"`` ->
+    ``"bat (animal)"``, ``"ice  cube"`` -> ``"ice cube"``."""
+    return " ".join(name.replace("_", " ").split()).casefold()
+
+
+def prompt_name(name: str) -> str:
+    """The text a name is embedded as: LVIS's underscores read as spaces (``"bat (animal)"``)."""
+    return " ".join(name.replace("_", " ").split())
+
+
+def check_class_names(names: Any, what: str = "vocabulary") -> list[str]:
+    """``names`` as a list, or a ``ValueError`` that says what is wrong: a single string instead of
+    a list, an empty list, a name that is not a non-empty string, or two names with the same
+    normal form (:func:`normalize_class_name`)."""
+    if isinstance(names, (str, bytes)):
+        raise ValueError(f"the {what} must be a list of class names, got the single string "
+                         f"{names!r}; write [{names!r}] for one class")
+    try:
+        names = list(names)
+    except TypeError:
+        raise ValueError(f"the {what} must be a list of class names, got "
+                         f"{type(names).__name__}") from None
+    if not names:
+        raise ValueError(f"the {what} is empty: give at least one class name")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ValueError(f"class names must be non-empty strings, got {bad[:3]}")
+    first: dict[str, str] = {}
+    clashes = []
+    for name in names:
+        key = normalize_class_name(name)
+        if key in first:
+            clashes.append(f"{first[key]!r} and {name!r}")
+        first.setdefault(key, name)
+    if clashes:
+        raise ValueError(f"the {what} names one class twice (names are compared ignoring case, "
+                         f"spaces and underscores): {', '.join(clashes[:5])}")
+    return names
+
+
+@EMBEDDING_SOURCE_REGISTRY.register()
+class TemplateEmbeddings(nn.Module):
+    """CLIP text embeddings of a template ensemble (frozen, no parameters, cached on disk by
+    :func:`ovdet.clip.text.class_embeddings`): ``(names) -> (C, D)`` unit norm."""
+
+    cacheable = True
+
+    @configurable
+    def __init__(self, *, clip: CLIPBundle, templates: Sequence[str] = DEFAULT_TEMPLATES) -> None:
+        super().__init__()
+        self.clip = clip  # a dataclass, not a module: the text tower is frozen and not saved
+        self.templates = tuple(templates)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, clip: CLIPBundle) -> dict:
+        return {"clip": clip, "templates": tuple(cfg.MODEL.OPEN_VOCAB.TEMPLATES) or DEFAULT_TEMPLATES}
+
+    def forward(self, names: list[str]) -> torch.Tensor:
+        return class_embeddings(self.clip, [prompt_name(n) for n in names], self.templates)
+
+
+class Vocabulary(nn.Module):
+    """Class names, their base/novel status and their (C, D) unit-norm embeddings.
+
+    Reads like the list of names (``len``, iteration, indexing). ``vocabulary()`` returns the
+    embeddings: kept until the names change for a cacheable source or given embeddings; for a
+    source with trainable parameters, re-computed (with gradients) at every training call and once
+    after each switch of mode or load of weights otherwise.
+
+    Args:
+        source: the embedding source (``EMBEDDING_SOURCE_REGISTRY``).
+        embed_dim: D, the width of CLIP's joint space.
+    """
+
+    def __init__(self, source: nn.Module, embed_dim: int) -> None:
+        super().__init__()
+        self.source = source
+        self.names: list[str] = []
+        self.base_names: list[str] = []
+        self.register_buffer("embeddings", torch.zeros(0, embed_dim), persistent=False)
+        self.register_buffer("novel_mask", torch.zeros(0, dtype=torch.bool), persistent=False)
+        self.register_buffer("image_counts", torch.zeros(0), persistent=False)
+        self._given = False
+        self._stale = False
+
+    # ---- the list of names ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __getitem__(self, index: int) -> str:
+        return self.names[index]
+
+    def index(self, name: str) -> int:
+        """The class index of ``name`` (compared in normal form); ``ValueError`` if absent."""
+        keys = [normalize_class_name(n) for n in self.names]
+        key = normalize_class_name(name)
+        if key not in keys:
+            raise ValueError(f"{name!r} is not in the vocabulary {self.names}")
+        return keys.index(key)
+
+    # ---- setting ----------------------------------------------------------------------------
+    def set(self, names: Sequence[str], embeddings: torch.Tensor | None = None) -> None:
+        """Classify among ``names`` from now on, with ``embeddings`` (C, D) if given (shape
+        checked, normalised here, never re-computed) or else the source's."""
+        names = check_class_names(names)
+        expected = (len(names), self.embeddings.shape[1])
+        if embeddings is not None and (embeddings.ndim != 2 or tuple(embeddings.shape) != expected):
+            raise ValueError(f"class embeddings must be {expected}, got {tuple(embeddings.shape)}")
+        self._given = embeddings is not None
+        if embeddings is None:
+            with torch.no_grad():
+                embeddings = self.source(names)
+        self.embeddings = F.normalize(embeddings.detach().float(), dim=-1).to(self.embeddings.device)
+        self.names = names
+        self.image_counts = self.image_counts.new_zeros(0)
+        self._stale = False
+        self._update_novel_mask()
+
+    def set_base_names(self, names: Sequence[str]) -> None:
+        """Which names count as base (trained on); compared in normal form."""
+        self.base_names = list(names)
+        self._update_novel_mask()
+
+    def set_image_counts(self, counts: Sequence[int] | torch.Tensor) -> None:
+        """(C,) images of the training set that hold each class (federated loss weights)."""
+        counts = torch.as_tensor(counts, dtype=torch.float32, device=self.embeddings.device)
+        if counts.shape != (len(self.names),) or (counts < 0).any():
+            raise ValueError(f"image counts must be {len(self.names)} non-negative numbers, got "
+                             f"shape {tuple(counts.shape)}")
+        self.image_counts = counts
+
+    def _update_novel_mask(self) -> None:
+        base = {normalize_class_name(n) for n in self.base_names}
+        self.novel_mask = torch.tensor([normalize_class_name(n) not in base for n in self.names],
+                                       dtype=torch.bool, device=self.embeddings.device)
+
+    # ---- embeddings -------------------------------------------------------------------------
+    def forward(self) -> torch.Tensor:
+        """(C, D) unit-norm class embeddings (class doc for when they are re-computed)."""
+        if not self.names:
+            raise RuntimeError("no vocabulary: call set_vocabulary(names) (or "
+                               "set_training_vocabulary) first")
+        if self._given or getattr(self.source, "cacheable", False):
+            return self.embeddings
+        if self.training and torch.is_grad_enabled():
+            embeddings = F.normalize(self.source(self.names).float(), dim=-1)
+            self.embeddings = embeddings.detach()
+            self._stale = True
+            return embeddings
+        if self._stale:
+            with torch.no_grad():
+                self.embeddings = F.normalize(self.source(self.names).float(), dim=-1)
+            self._stale = False
+        return self.embeddings
+
+    def train(self, mode: bool = True) -> "Vocabulary":
+        self._stale = True
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._stale = True
+        super()._load_from_state_dict(*args, **kwargs)
