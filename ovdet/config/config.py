@@ -2,7 +2,8 @@
 
 * YAML files merge with ``_BASE_`` inheritance (fvcore); ``KEY VALUE`` lists merge as in detectron2.
 * An unknown key is a :class:`ConfigError` that names it and the closest valid key; a value of the
-  wrong type names the key and both types; a missing file (or ``_BASE_``) names the path.
+  wrong type names the key and both types; a missing file (or ``_BASE_``) names the path; a YAML
+  syntax error names the file, line and column.
 * An integer given for a float option is accepted as that float (``SOLVER.BASE_LR 1``).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
 from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
@@ -21,8 +23,24 @@ class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message says which and why."""
 
 
+def yaml_error(error: yaml.YAMLError, filename: str) -> ConfigError:
+    """A one-line ConfigError for a YAML syntax error: file, line, column and the problem."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else filename
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return ConfigError(f"config file {where} is not valid YAML: {problem}")
+
+
 class CfgNode(_FvcoreCfgNode):
     """fvcore ``CfgNode`` with validated merges (module doc)."""
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> dict:
+        """fvcore's loader; a YAML syntax error (here or in a ``_BASE_``) is a ConfigError."""
+        try:
+            return super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe)
+        except yaml.YAMLError as error:
+            raise yaml_error(error, filename) from None
 
     def full_keys(self, prefix: str = "") -> list[str]:
         """Every leaf key, dotted (``MODEL.CLIP.NAME``)."""
@@ -72,19 +90,27 @@ class CfgNode(_FvcoreCfgNode):
     def merge_from_list(self, cfg_list: list) -> None:
         if len(cfg_list) % 2:
             raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd number: {cfg_list}")
-        for full_key in cfg_list[0::2]:
+        pairs = list(zip(cfg_list[0::2], cfg_list[1::2]))
+        for full_key, _ in pairs:
+            *parents, leaf = full_key.split(".")
             node = self
-            for part in full_key.split("."):
+            for part in parents:
                 if not isinstance(node, CfgNode) or part not in node:
                     raise self._unknown_key(full_key)
                 node = node[part]
-            if isinstance(node, CfgNode):
+            if not isinstance(node, CfgNode) or (leaf not in node and not node.is_new_allowed()):
+                raise self._unknown_key(full_key)
+            if isinstance(node.get(leaf), CfgNode):
                 raise ConfigError(f"config key {full_key} is a group of options, not one value")
-        pairs = list(zip(cfg_list[0::2], cfg_list[1::2]))
         for full_key, value in pairs:
-            original = self
-            for part in full_key.split("."):
-                original = original[part]
+            *parents, leaf = full_key.split(".")
+            parent = self
+            for part in parents:
+                parent = parent[part]
+            if leaf not in parent:  # a new key of a group that allows them (MODEL.LOSS_WEIGHTS)
+                parent[leaf] = self._decode_cfg_value(value)
+                continue
+            original = parent[leaf]
             decoded = self._decode_cfg_value(value)
             if isinstance(original, float) and isinstance(decoded, int) and not isinstance(decoded, bool):
                 value = str(float(decoded))
@@ -103,9 +129,10 @@ class CfgNode(_FvcoreCfgNode):
 def configurable(init: Callable) -> Callable:
     """Let ``__init__`` take either keyword arguments or a config, as in detectron2.
 
-    ``Module(cfg, *extra)`` calls ``Module.from_config(cfg, *extra)``, which returns the keyword
-    arguments for ``__init__``; ``Module(a=..., b=...)`` calls ``__init__`` directly, so tests and
-    users build modules without any config.
+    ``Module(cfg, *extra, key=value)`` calls ``Module.from_config(cfg, *extra, ...)`` with the
+    keywords ``from_config`` accepts; it returns the keyword arguments for ``__init__``, and the
+    remaining explicit keywords override them. ``Module(a=..., b=...)`` calls ``__init__``
+    directly, so tests and users build modules without any config.
     """
 
     @functools.wraps(init)
@@ -114,7 +141,12 @@ def configurable(init: Callable) -> Callable:
             from_config = getattr(type(self), "from_config", None)
             if from_config is None or not inspect.ismethod(from_config):
                 raise TypeError(f"{type(self).__name__} has no classmethod from_config")
-            init(self, **from_config(*args, **kwargs))
+            parameters = inspect.signature(from_config).parameters
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+            to_config = {k: v for k, v in kwargs.items() if takes_any or k in parameters}
+            values = from_config(*args, **to_config)
+            values.update({k: v for k, v in kwargs.items() if k not in to_config})
+            init(self, **values)
         else:
             init(self, *args, **kwargs)
 
