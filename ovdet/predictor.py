@@ -3,15 +3,18 @@
     predictor = OVPredictor(cfg, "output/demo/model_final.pth")
     predictor.set_vocabulary(["tomato", "egg", "ice cube"])
     results = predictor(["a.png", array, tensor])   # one dict per image
+    results = predictor("a.png")                      # one image: a list of one dict
 
 Each result: ``{"boxes": (N, 4) float32 xyxy in original pixels, "scores": (N,), "classes": (N,)
 int64 indices into the vocabulary, "labels": list of N names, "masks": (N, H, W) bool or None}``
 (NumPy arrays). Images may be paths, (H, W[, C]) arrays or (C, H, W) tensors of any size and mode
-(:func:`ovdet.data.image_io.read_image`).
+(:func:`ovdet.data.image_io.read_image`); a single path, array or tensor is one image, never a
+sequence of them.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import os
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -56,9 +59,10 @@ class OVPredictor:
         self.model.set_vocabulary(names, templates, embeddings)
 
     @torch.no_grad()
-    def propose(self, images: Sequence) -> list[dict]:
+    def propose(self, images: Sequence | Any) -> list[dict]:
         """Class-agnostic proposals: per image ``{"boxes": (P, 4) float32 xyxy in original
         pixels, "objectness": (P,)}`` (NumPy arrays)."""
+        images = as_image_list(images)
         results: list[dict] = []
         for start in range(0, len(images), self.batch_size):
             inputs = [self.mapper.map_image(read_image(image))
@@ -69,9 +73,11 @@ class OVPredictor:
         return results
 
     @torch.no_grad()
-    def __call__(self, images: Sequence) -> list[dict]:
-        if not self.model.vocabulary:
+    def __call__(self, images: Sequence | Any) -> list[dict]:
+        """Detections per image (module doc) for a list of images or a single one."""
+        if not len(self.model.vocabulary):
             raise RuntimeError("set a vocabulary first: predictor.set_vocabulary([...names])")
+        images = as_image_list(images)
         results: list[dict] = []
         for start in range(0, len(images), self.batch_size):
             inputs = [self.mapper.map_image(read_image(image))
@@ -83,3 +89,14 @@ class OVPredictor:
                                 "labels": [self.model.vocabulary[c] for c in instances["classes"]],
                                 "masks": instances.get("masks")})
         return results
+
+
+def as_image_list(images: Sequence | Any) -> list:
+    """``images`` as a list: a single path, array or tensor is one image (a path is never read
+    as its characters, an (H, W, C) array never as H rows)."""
+    if isinstance(images, (str, bytes, os.PathLike, np.ndarray, torch.Tensor)):
+        return [images]
+    if not isinstance(images, Sequence):
+        raise TypeError(f"images must be a path, an array, a tensor or a list of them, got "
+                        f"{type(images).__name__}")
+    return list(images)
