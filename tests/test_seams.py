@@ -394,3 +394,13 @@ def test_scorer_gives_the_detections_of_the_detector_before_the_refactor(tiny_cf
         torch.testing.assert_close(instances["boxes"], expected["boxes"], atol=1e-4, rtol=0)
         assert torch.equal(instances["classes"], expected["classes"])
         assert torch.equal(instances["masks"].sum((1, 2)), expected["mask_sum"])
+
+
+def test_class_image_counts_by_hand():
+    from ovdet.data.class_counts import class_image_counts
+
+    records = [{"annotations": [{"category_id": 0}, {"category_id": 0}, {"category_id": 2}]},
+               {"annotations": [{"category_id": 2}]}, {"annotations": []}, {}]
+    assert class_image_counts(records, 3) == [1, 0, 2]  # images, not boxes
+    with pytest.raises(ValueError, match="category_id 3, outside the 3 classes"):
+        class_image_counts([{"file_name": "x.png", "annotations": [{"category_id": 3}]}], 3)
