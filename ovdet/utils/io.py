@@ -1,8 +1,10 @@
 """File IO: atomic writes (a reader never sees a half-written file, and a killed job leaves either
-the old file or the new one) and JSON reads whose errors name the file and what is wrong."""
+the old file or the new one), JSON writes that stay valid JSON (NaN and infinity become null) and
+JSON reads whose errors name the file and what is wrong."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -32,10 +34,23 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def finite_json(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, +-infinity) replaced by None, in nested dicts,
+    lists and tuples (tuples become lists): bare ``NaN`` is not JSON, ``null`` is."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(value) for value in data]
+    return data
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as JSON (compact, keys in insertion order) atomically."""
+    """Write ``data`` as strict JSON (compact, keys in insertion order) atomically; non-finite
+    floats are written as ``null`` (:func:`finite_json`)."""
     with atomic_open(path, "w") as f:
-        json.dump(data, f, separators=(",", ":"))
+        json.dump(finite_json(data), f, separators=(",", ":"), allow_nan=False)
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
