@@ -13,9 +13,10 @@ Metadata of a dataset: ``thing_classes`` (names, contiguous order), ``class_spli
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 class BoxMode(IntEnum):
@@ -54,6 +55,10 @@ class UnknownDatasetError(KeyError):
         return str(self.args[0])
 
 
+class DatasetError(ValueError):
+    """A registered dataset whose files cannot be used; the message names the dataset and file."""
+
+
 class _Catalog:
     """Name -> (loader of dataset dicts, metadata factory); both are called lazily, so that
     registering a dataset whose files are absent costs nothing until it is used."""
@@ -70,10 +75,27 @@ class _Catalog:
         self._metadata_cache.pop(name, None)
 
     def _check(self, name: str) -> None:
-        if name not in self._loaders:
-            known = ", ".join(sorted(self._loaders)) or "none"
-            raise UnknownDatasetError(f"dataset {name!r} is not registered; registered: {known}. "
-                           "Register your own with ovdet.data.register_coco_instances(...)")
+        self.check([name])
+
+    def check(self, names: Iterable[str], key: str = "") -> None:
+        """Raise one :class:`UnknownDatasetError` naming every unregistered name of ``names``
+        (with the closest registered name, and ``key``, e.g. ``DATASETS.TEST``, when given) and
+        listing the registered ones."""
+        unknown = [name for name in names if name not in self._loaders]
+        if not unknown:
+            return
+        described = []
+        for name in unknown:
+            close = difflib.get_close_matches(str(name), self._loaders, n=1, cutoff=0.6)
+            described.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        what = f"dataset {described[0]} is" if len(described) == 1 \
+            else f"datasets {', '.join(described)} are"
+        where = f" (named in {key})" if key else ""
+        known = ", ".join(sorted(self._loaders)) or "none"
+        raise UnknownDatasetError(
+            f"{what} not registered{where}; registered: {known}. "
+            "Register your own with ovdet.data.register_coco_instances(...) or train_net's "
+            "--dataset NAME=JSON:IMAGE_ROOT")
 
     def get(self, name: str) -> list[dict]:
         """The dataset dicts of ``name`` (loaded now)."""

@@ -5,6 +5,9 @@ user's own data. A category counts as novel when its name is in ``novel`` or whe
 it ``"split": "novel"`` (ovdet's OVD files and the toy world do). With ``keep="base"`` (training
 sets) novel categories are removed entirely: their boxes and their names.
 
+A missing json is a ``FileNotFoundError``, an unusable one (not JSON, not a COCO instances file) a
+:class:`DatasetError`; both name the dataset and the file and are raised when it is first used.
+
 Invalid annotations are dropped with one logged summary per file, never silently kept: boxes
 with non-positive width or height after clipping to the image, and unknown category ids.
 """
@@ -16,15 +19,22 @@ from pathlib import Path
 from typing import Sequence
 
 from ..utils.io import read_json_dataset
-from .catalog import BoxMode, DatasetCatalog, Metadata
+from .catalog import BoxMode, DatasetCatalog, DatasetError, Metadata
 
 logger = logging.getLogger(__name__)
 
 
-def _read_json(json_file: str) -> dict:
-    return read_json_dataset(json_file, "COCO instances",
-                             {"images": (), "annotations": (), "categories": ()},
-                             "annotation file")
+def _read_json(json_file: str, name: str) -> dict:
+    """The COCO instances json of dataset ``name``: FileNotFoundError when it is absent,
+    DatasetError when it is unusable, both naming the dataset and the file."""
+    try:
+        return read_json_dataset(json_file, "COCO instances",
+                                 {"images": (), "annotations": (), "categories": ("id", "name")},
+                                 "annotation file")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"dataset {name!r}: {error}") from None
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"dataset {name!r}: {error}") from None
 
 
 def coco_metadata(name: str, json_file: str, image_root: str, novel: Sequence[str] = (),
@@ -33,11 +43,12 @@ def coco_metadata(name: str, json_file: str, image_root: str, novel: Sequence[st
     ``keep == "base"``."""
     if keep not in ("all", "base"):
         raise ValueError(f"keep must be 'all' or 'base', got {keep!r}")
-    categories = sorted(_read_json(json_file)["categories"], key=lambda c: c["id"])
+    categories = sorted(_read_json(json_file, name)["categories"], key=lambda c: c["id"])
     novel_names = set(novel)
     unknown = novel_names - {c["name"] for c in categories}
     if unknown:
-        raise ValueError(f"novel names not among the categories of {json_file}: {sorted(unknown)}")
+        raise DatasetError(f"dataset {name!r}: novel names not among the categories of "
+                           f"{json_file}: {sorted(unknown)}")
     kept = []
     for category in categories:
         is_novel = category["name"] in novel_names or category.get("split") == "novel" \
@@ -55,7 +66,7 @@ def coco_metadata(name: str, json_file: str, image_root: str, novel: Sequence[st
 def load_coco_json(json_file: str, image_root: str, metadata: Metadata) -> list[dict]:
     """Dataset dicts (catalog module doc) of the images of ``json_file``; annotations of
     categories outside ``metadata`` (novel ones in a base-only set) are left out."""
-    data = _read_json(json_file)
+    data = _read_json(json_file, metadata.name)
     id_map = metadata.thing_dataset_id_to_contiguous_id
     all_ids = {c["id"] for c in data["categories"]}
     per_image: dict[int, list[dict]] = {}
