@@ -6,9 +6,17 @@
     python tools/train_net.py --config-file output/demo/config.yaml --eval-only \\
         MODEL.WEIGHTS output/demo/model_final.pth DATASETS.TEST '("toyworld_val",)' OUTPUT_DIR out
     python tools/train_net.py --config-file X.yaml --num-gpus 8     # relaunches through torchrun
+    python tools/train_net.py --config-file X.yaml --dataset mine_train=train.json:imgs/:novel=zebra \\
+        --dataset mine_val=val.json:imgs/ DATASETS.TRAIN '("mine_train",)' \\
+        DATASETS.TEST '("mine_val",)'
 
 Training uses the base classes of DATASETS.TRAIN only; evaluation uses every class of each
-DATASETS.TEST dataset (generalized setting) and writes OUTPUT_DIR/eval_metrics.json.
+DATASETS.TEST dataset (generalized setting) and writes OUTPUT_DIR/eval_metrics.json. Every dataset
+name is checked before the model is built. A training run writes its full config to
+OUTPUT_DIR/config.yaml; ``--eval-only`` writes OUTPUT_DIR/config_eval.yaml and never changes a
+run's config.yaml. ``--dataset`` registers a COCO-format dataset (``:novel=a,b`` names novel
+categories; a name in DATASETS.TRAIN keeps base categories only). Bad arguments, configs, datasets
+or checkpoints end in one ``error:`` line and exit status 1.
 """
 from __future__ import annotations
 
@@ -21,16 +29,37 @@ import torch
 import ovdet.data  # noqa: F401  (registers the built-in datasets)
 from ovdet.clip import WeightsNotFoundError
 from ovdet.config import ConfigError
-from ovdet.data.catalog import UnknownDatasetError
-from ovdet.engine.checkpoint import DetectorCheckpointer
+from ovdet.data.catalog import DatasetCatalog, DatasetError, UnknownDatasetError
+from ovdet.engine.checkpoint import CheckpointError, DetectorCheckpointer
 from ovdet.engine.distributed import get_rank, init_from_environment, is_main_process, unwrap
 from ovdet.engine.evaluation import evaluate_datasets
-from ovdet.engine.launch import (default_argument_parser, relaunch_with_torchrun, seed_everything,
-                                 setup_config, setup_logging)
+from ovdet.engine.launch import (default_argument_parser, register_datasets,
+                                 relaunch_with_torchrun, seed_everything, setup_config,
+                                 setup_logging)
 from ovdet.engine.trainer import Trainer, training_vocabulary, write_config
 from ovdet.modeling.registry import build_model
 
 logger = logging.getLogger("ovdet.train_net")
+# What a user's config, data or files can cause: one "error:" line, no traceback.
+USER_ERRORS = (ConfigError, WeightsNotFoundError, FileNotFoundError, UnknownDatasetError,
+               DatasetError, CheckpointError)
+
+
+def check_datasets(cfg, eval_only: bool) -> list[str]:
+    """Fail fast on unregistered names (DATASETS.TEST, and DATASETS.TRAIN when training) and on
+    unusable training sets; returns the training vocabulary ([] for ``eval_only``)."""
+    if not eval_only:
+        DatasetCatalog.check(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    DatasetCatalog.check(cfg.DATASETS.TEST, "DATASETS.TEST")
+    return [] if eval_only else training_vocabulary(list(cfg.DATASETS.TRAIN))
+
+
+def check_weights(cfg, eval_only: bool) -> None:
+    """MODEL.WEIGHTS must name an existing file when given, and be given for ``eval_only``."""
+    if eval_only and not cfg.MODEL.WEIGHTS:
+        raise ConfigError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
+    if cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise FileNotFoundError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
         relaunch_with_torchrun(args.num_gpus)
     try:
         cfg = setup_config(args)
+        register_datasets(args.dataset, [] if args.eval_only else list(cfg.DATASETS.TRAIN))
+        vocabulary = check_datasets(cfg, args.eval_only)
+        check_weights(cfg, args.eval_only)
         device = init_from_environment(cfg.MODEL.DEVICE)
         setup_logging(cfg.OUTPUT_DIR, get_rank())
         cfg.defrost()
@@ -46,16 +78,15 @@ def main(argv: list[str] | None = None) -> None:
         cfg.freeze()
         seed_everything(cfg.SEED + get_rank())
         if is_main_process():
-            write_config(cfg, os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
+            name = "config_eval.yaml" if args.eval_only else "config.yaml"
+            write_config(cfg, os.path.join(cfg.OUTPUT_DIR, name))
         logger.info("config:\n%s", cfg.dump())
         model = build_model(cfg)
         if args.eval_only:
-            if not cfg.MODEL.WEIGHTS:
-                raise ConfigError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
             DetectorCheckpointer(model).load(cfg.MODEL.WEIGHTS)
             evaluate_datasets(cfg, model)
             return
-        model.set_training_vocabulary(training_vocabulary(list(cfg.DATASETS.TRAIN)))
+        model.set_training_vocabulary(vocabulary)
         if torch.distributed.is_initialized():
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
@@ -64,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         trainer.resume_or_load(args.resume)
         trainer.train()
         evaluate_datasets(cfg, unwrap(model))
-    except (ConfigError, WeightsNotFoundError, FileNotFoundError, UnknownDatasetError) as error:
+    except USER_ERRORS as error:
         sys.exit(f"error: {error}")
 
 

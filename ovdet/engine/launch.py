@@ -6,11 +6,53 @@ import logging
 import os
 import random
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..config import CfgNode, get_cfg
+from ..config import CfgNode, ConfigError, get_cfg
+
+DATASET_FORMAT = "NAME=JSON:IMAGE_ROOT[:novel=a,b]"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A user's COCO-format dataset named on the command line (``--dataset``)."""
+
+    name: str
+    json_file: str
+    image_root: str
+    novel: tuple[str, ...] = ()
+
+
+def parse_dataset_spec(text: str) -> DatasetSpec:
+    """``"mine=train.json:images/:novel=zebra,okapi"`` -> DatasetSpec (argparse type)."""
+    name, _, rest = text.partition("=")
+    rest, _, novel = rest.partition(":novel=")
+    json_file, _, image_root = rest.partition(":")
+    novel_names = tuple(n.strip() for n in novel.split(",") if n.strip())
+    if not (name.strip() and json_file and image_root) or ("novel=" in text and not novel_names):
+        raise argparse.ArgumentTypeError(f"--dataset takes {DATASET_FORMAT}, got {text!r}")
+    return DatasetSpec(name.strip(), json_file, image_root, novel_names)
+
+
+def register_datasets(specs: list[DatasetSpec], train_names: list[str]) -> None:
+    """Register each ``--dataset`` with :func:`ovdet.data.register_coco_instances`: with
+    ``keep="base"`` (novel categories dropped) when its name is in ``train_names``
+    (``DATASETS.TRAIN`` of a training run), with every category otherwise."""
+    from ..data import register_coco_instances
+
+    for spec in specs:
+        if not os.path.isfile(spec.json_file):
+            raise FileNotFoundError(f"--dataset {spec.name}: annotation file not found: "
+                                    f"{spec.json_file}")
+        if not os.path.isdir(spec.image_root):
+            raise FileNotFoundError(f"--dataset {spec.name}: image folder not found: "
+                                    f"{spec.image_root}")
+        keep = "base" if spec.name in train_names else "all"
+        register_coco_instances(spec.name, spec.json_file, spec.image_root, novel=spec.novel,
+                                keep=keep)
 
 
 def default_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -22,6 +64,10 @@ def default_argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and stop")
     parser.add_argument("--num-gpus", type=int, default=1,
                         help="processes (one per GPU); > 1 relaunches itself through torchrun")
+    parser.add_argument("--dataset", type=parse_dataset_spec, action="append", default=[],
+                        metavar=DATASET_FORMAT,
+                        help="register a COCO-format dataset under NAME (repeatable); it keeps "
+                             "base classes only when NAME is in DATASETS.TRAIN of a training run")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.MAX_ITER 100")
     return parser
@@ -38,6 +84,9 @@ def setup_config(args: argparse.Namespace) -> CfgNode:
         cfg.SEED = CfgNode.load_yaml_with_base(previous).get("SEED", -1)  # resume: same seed
     if cfg.SEED < 0:
         cfg.SEED = random.SystemRandom().randrange(2**31)
+    if os.path.exists(cfg.OUTPUT_DIR) and not os.path.isdir(cfg.OUTPUT_DIR):
+        raise ConfigError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} is an existing file, not a folder; "
+                          "give a folder (it is created when missing)")
     cfg.freeze()
     return cfg
 

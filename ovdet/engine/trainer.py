@@ -29,22 +29,38 @@ from ..config import CfgNode, ConfigError
 from ..data.catalog import DatasetCatalog
 from ..data.loader import build_train_loader
 from ..data.mapper import DatasetMapper
-from ..utils.io import atomic_open
-from .checkpoint import DetectorCheckpointer
+from ..utils.io import atomic_open, finite_json
+from .checkpoint import CheckpointError, DetectorCheckpointer
 from .distributed import get_rank, get_world_size, is_main_process, unwrap
 from .evaluation import evaluate_datasets
 
 logger = logging.getLogger(__name__)
 
 
+def schedule_steps(steps: list[int], max_iter: int) -> list[int]:
+    """``SOLVER.STEPS`` that fall inside the run: steps at or past ``max_iter`` are dropped with a
+    warning (as detectron2 does), so that ``SOLVER.MAX_ITER`` alone can shorten a schedule."""
+    kept = [step for step in steps if 0 < step < max_iter]
+    if kept != sorted(set(kept)):
+        raise ConfigError(f"SOLVER.STEPS must increase, got {tuple(steps)}")
+    if len(kept) < len(steps):
+        logger.warning("SOLVER.STEPS %s: dropping the steps outside (0, SOLVER.MAX_ITER = %d); "
+                       "the lr drops at %s", tuple(steps), max_iter, tuple(kept) or "no step")
+    return kept
+
+
 def lr_schedule(cfg: CfgNode) -> ParamScheduler:
     """lr multiplier as a function of training progress in [0, 1): linear warmup, then multistep
-    or cosine (fvcore schedulers)."""
+    or cosine (fvcore schedulers). Multistep steps past ``MAX_ITER`` are dropped
+    (:func:`schedule_steps`)."""
     solver = cfg.SOLVER
     max_iter = solver.MAX_ITER
+    if max_iter < 1:
+        raise ConfigError(f"SOLVER.MAX_ITER must be at least 1, got {max_iter}")
     if solver.LR_SCHEDULE == "multistep":
-        main = MultiStepParamScheduler([solver.GAMMA**k for k in range(len(solver.STEPS) + 1)],
-                                       num_updates=max_iter, milestones=list(solver.STEPS))
+        steps = schedule_steps(list(solver.STEPS), max_iter)
+        main = MultiStepParamScheduler([solver.GAMMA**k for k in range(len(steps) + 1)],
+                                       num_updates=max_iter, milestones=steps)
     elif solver.LR_SCHEDULE == "cosine":
         main = CosineParamScheduler(1.0, 0.0)
     else:
@@ -75,10 +91,16 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def training_vocabulary(dataset_names: list[str]) -> list[str]:
-    """The class names of the training datasets (they must agree)."""
+    """The class names of the training datasets (they must agree, and not be empty)."""
     if not dataset_names:
         raise ConfigError("DATASETS.TRAIN is empty: name at least one registered dataset")
     vocabularies = {name: DatasetCatalog.metadata(name).thing_classes for name in dataset_names}
+    for name, classes in vocabularies.items():
+        if not classes:
+            raise ConfigError(
+                f"training dataset {name!r} has no base classes: every category of "
+                f"{DatasetCatalog.metadata(name).json_file or 'its json'} is novel, and a "
+                "training set (keep='base') drops novel ones; mark fewer categories novel")
     first = vocabularies[dataset_names[0]]
     for name, classes in vocabularies.items():
         if classes != first:
@@ -108,11 +130,28 @@ class Trainer:
         model's base names (this run's training classes) stay: initial weights from another run,
         e.g. pseudo-box pretraining on more classes, carry that run's base names."""
         base_names = list(unwrap(self.model).base_names)
-        extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        try:
+            extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        except CheckpointError as error:
+            if not (resume and self.checkpointer.has_checkpoint()):
+                raise
+            raise CheckpointError(f"{error}; to resume from an earlier checkpoint, write the "
+                                  f"name of one of its model_*.pth into "
+                                  f"{self.output_dir / 'last_checkpoint'}") from None
         unwrap(self.model).set_base_names(base_names)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = int(extra.get("iteration", -1)) + 1
             logger.info("resuming at iteration %d", self.start_iter)
+
+    def _restart_advice(self) -> str:
+        """Where a failed run can go on from: its last checkpoint, or a fresh start."""
+        if self.checkpointer.has_checkpoint():
+            last = Path(self.checkpointer.get_checkpoint_file()).name
+            return (f"the last good checkpoint is {self.output_dir / last} (resume with --resume, "
+                    "perhaps with a lower SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS)")
+        return (f"no checkpoint was saved yet in {self.output_dir} (the first comes after "
+                f"SOLVER.CHECKPOINT_PERIOD = {self.cfg.SOLVER.CHECKPOINT_PERIOD} iterations); "
+                "start again with a lower SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS")
 
     def train(self) -> None:
         cfg = self.cfg
@@ -146,9 +185,8 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at iteration {iteration} "
-                    f"({ {k: round(v.item(), 4) for k, v in losses.items()} }); the last good "
-                    f"checkpoint is in {self.output_dir} (resume with --resume, perhaps with a "
-                    f"lower SOLVER.BASE_LR or SOLVER.CLIP_GRADIENTS)")
+                    f"({ {k: round(v.item(), 4) for k, v in losses.items()} }); "
+                    f"{self._restart_advice()}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.SOLVER.CLIP_GRADIENTS > 0:
@@ -159,9 +197,10 @@ class Trainer:
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2g}")
             if is_main_process() and (iteration % 20 == 0 or iteration == max_iter - 1):
                 with open(metrics_file, "a") as f:
-                    f.write(json.dumps({"iteration": iteration, "total_loss": round(loss.item(), 5),
-                                        **values, "lr": lr,
-                                        "time": round(time.perf_counter() - started, 4)}) + "\n")
+                    f.write(json.dumps(finite_json({
+                        "iteration": iteration, "total_loss": round(loss.item(), 5), **values,
+                        "lr": lr, "time": round(time.perf_counter() - started, 4)}),
+                        allow_nan=False) + "\n")
             periodic.step(iteration)
             period = cfg.TEST.EVAL_PERIOD
             if period > 0 and (iteration + 1) % period == 0 and iteration + 1 != max_iter:
