@@ -136,10 +136,9 @@ def test_group_coco_captions():
 
 def test_read_caption_records(tmp_path):
     path = tmp_path / "captions.json"
-    path.write_text(json.dumps(COCO_CAPTIONS))
-    with pytest.raises(ValueError, match="prepare_coco_captions"):
-        read_caption_records(path)
     records, _ = group_coco_captions(COCO_CAPTIONS)
+    path.write_text(json.dumps(COCO_CAPTIONS))
+    assert read_caption_records(path) == records  # COCO's own form is read directly
     path.write_text(json.dumps({"images": records + records[:1]}))
     with pytest.raises(ValueError, match="appears twice"):
         read_caption_records(path)

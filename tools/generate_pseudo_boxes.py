@@ -1,13 +1,17 @@
 #!/usr/bin/env python
 """Pseudo boxes from image captions with the shared CLIP (PB-OVD), as a COCO instances json.
 
-    python tools/generate_pseudo_boxes.py --captions captions.json --image-root DIR \
+    python tools/generate_pseudo_boxes.py --captions captions.json --image-root DIR \\
         --vocabulary categories.json --method dense --out pseudo.json
 
-``--captions``: ovdet's caption file (``datasets/prepare_coco_captions.py`` makes it from a COCO
-captions file). ``--vocabulary``: a vocabulary file (a COCO json's ``categories`` are read, with
-their ``synonyms``; or a text file, one ``name[, synonym, ...]`` per line) or a comma-separated
-list of names. ``--background``: names that compete in the softmax but never get boxes (stuff).
+``--captions``: a COCO captions file (``captions_train2017.json``) or ovdet's caption file
+(``datasets/prepare_coco_captions.py`` makes it); the form is told by its keys. ``--vocabulary``:
+a vocabulary file (a COCO json's ``categories`` are read, with their ``synonyms``; or a text file,
+one ``name[, synonym, ...]`` per line) or a comma-separated list of names. ``--background``: names
+that compete in the softmax but never get boxes (stuff): ``auto`` (default) takes the toy world's
+stuff names for a toy-world vocabulary and COCO panoptic's 53 stuff names otherwise
+(:func:`ovdet.pseudo.generator.default_background`), ``none`` uses none, anything else is a
+comma-separated list.
 ``--proposals``: a detector checkpoint whose RPN gives the candidate boxes (its config is read from
 ``--proposals-config``, default ``config.yaml`` next to the checkpoint); without it candidates are
 box-free. Sharded and resumable: rerun the same command after an interruption. Writes OUT, OUT's
@@ -23,8 +27,8 @@ from pathlib import Path
 import torch
 
 from ovdet.clip.load import WeightsNotFoundError, load_clip
-from ovdet.pseudo.captions import read_caption_records
-from ovdet.pseudo.generator import PseudoBoxGenerator, PseudoBoxOptions
+from ovdet.pseudo.captions import load_vocabulary, read_caption_records
+from ovdet.pseudo.generator import PseudoBoxGenerator, PseudoBoxOptions, default_background
 from ovdet.pseudo.maps import DENSE_SOURCES, METHODS
 from ovdet.pseudo.runner import generate_pseudo_boxes, report_path
 from ovdet.pseudo.scoring import SCORERS
@@ -49,12 +53,15 @@ def file_signature(path: str) -> list:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = PseudoBoxOptions()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--captions", required=True, help="ovdet caption file (json)")
+    parser.add_argument("--captions", required=True,
+                        help="COCO captions json (captions_train2017.json) or ovdet caption file")
     parser.add_argument("--image-root", required=True, help="folder the file_names are under")
     parser.add_argument("--vocabulary", required=True,
                         help="vocabulary file (.json or .txt) or comma-separated names")
-    parser.add_argument("--background", default="",
-                        help="comma-separated background names (e.g. stuff), never boxed")
+    parser.add_argument("--background", default="auto",
+                        help="background names (stuff), never boxed: 'auto' (toy-world stuff for "
+                             "a toy-world vocabulary, COCO stuff otherwise), 'none', or "
+                             "comma-separated names")
     parser.add_argument("--method", choices=METHODS, default=defaults.method)
     parser.add_argument("--dense-source", choices=DENSE_SOURCES, default=defaults.source,
                         help="dense maps from window region tokens or value-trick patches")
@@ -84,12 +91,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_vocabulary(spec: str) -> NounVocabulary:
-    """``--vocabulary``: a vocabulary file, or comma-separated names."""
-    path = Path(spec)
-    if path.suffix in (".json", ".txt") or path.exists():
-        return NounVocabulary.from_file(path)
-    return NounVocabulary.from_names([n.strip() for n in spec.split(",") if n.strip()])
+def background_names(spec: str, vocabulary: NounVocabulary) -> list[str]:
+    """``--background``: "auto" (:func:`default_background`), "none", or comma-separated names."""
+    if spec.strip().lower() == "auto":
+        return default_background(vocabulary)
+    if spec.strip().lower() == "none":
+        return []
+    return [n.strip() for n in spec.split(",") if n.strip()]
 
 
 def proposal_source(checkpoint: str, config_file: str, device: str):
@@ -118,7 +126,9 @@ def main(argv: list[str] | None = None) -> dict:
             zero_below=args.zero_below,
             thresholds=args.thresholds,
             scorer=args.scorer, region_weight=args.region_weight)
-        background = [n.strip() for n in args.background.split(",") if n.strip()]
+        background = background_names(args.background, vocabulary)
+        logging.info("background names (--background %s): %s", args.background,
+                     ", ".join(background) or "none")
         clip = load_clip(args.clip, args.clip_pretrained or None, device=args.device)
         proposals_config = args.proposals_config or (
             str(Path(args.proposals).with_name("config.yaml")) if args.proposals else "")

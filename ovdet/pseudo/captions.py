@@ -1,6 +1,7 @@
-"""Caption files: the input of :mod:`tools/generate_pseudo_boxes.py`.
+"""The inputs of :mod:`tools/generate_pseudo_boxes.py`: caption files and vocabulary arguments
+(the latter shared with ``tools/demo.py``).
 
-Format (JSON)::
+Caption file format (JSON)::
 
     {"images": [{"id": 9, "file_name": "000009.jpg", "height": 480, "width": 640,
                  "captions": ["a cat on a sofa.", "..."]}, ...]}
@@ -8,13 +9,24 @@ Format (JSON)::
 ``file_name`` is relative to the image root; ``id`` is an integer; ``height`` and ``width`` are
 optional (the images' own sizes are used). :func:`group_coco_captions` makes it from a COCO
 captions file (``captions_train2017.json``: ``images`` plus one ``annotations`` entry per
-caption, ``{"image_id", "caption"}``).
+caption, ``{"image_id", "caption"}``); :func:`read_caption_records` reads either form, telling
+them apart by their keys.
+
+A vocabulary argument (:func:`load_vocabulary`) is a vocabulary file (a COCO / LVIS json's
+``categories``, or a text file with one ``name[, synonym, ...]`` per line; see
+:class:`~ovdet.pseudo.vocabulary.NounVocabulary`) or comma-separated names. An argument that looks
+like a path (it has a path separator or a file suffix such as ``.json`` / ``.txt``) but names no
+file is an error, never a class name.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..utils.io import read_json_dataset
+from .vocabulary import NounVocabulary
+
+VOCABULARY_SUFFIXES = (".json", ".txt", ".csv")
 
 IMAGE_KEYS = ("id", "file_name", "height", "width")  # copied from COCO's image entries
 REQUIRED_KEYS = ("id", "file_name", "captions")
@@ -45,20 +57,34 @@ def group_coco_captions(data: dict) -> tuple[list[dict], list[int]]:
     return records, without
 
 
+def is_coco_captions(data: dict) -> bool:
+    """Whether a caption json is COCO's own form (``annotations`` with ``caption``s, images
+    without ``captions``) rather than ovdet's."""
+    annotations = data.get("annotations")
+    return isinstance(annotations, list) and not any(
+        isinstance(image, dict) and "captions" in image for image in data["images"])
+
+
 def read_caption_records(path: str | Path) -> list[dict]:
-    """Records of a caption file (module doc), checked: each a dict with an integer ``id``
-    (unique), a string ``file_name`` and a list ``captions`` (of anything: bad captions are
-    reported per image by the generator)."""
-    data = read_json_dataset(path, "ovdet captions", {"images": ()}, "captions file")
+    """Records of a caption file (module doc), ovdet's form or COCO's (grouped with
+    :func:`group_coco_captions`), checked: each a dict with an integer ``id`` (unique), a string
+    ``file_name`` and a list ``captions`` (of anything: bad captions are reported per image by
+    the generator)."""
+    data = read_json_dataset(path, "ovdet or COCO captions", {"images": ()}, "captions file")
+    if is_coco_captions(data):
+        try:
+            records, _ = group_coco_captions(data)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+    else:
+        records = data["images"]
     seen: set[int] = set()
-    for index, record in enumerate(data["images"]):
+    for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise ValueError(f"{path}: image {index} is not an object: {record!r}")
         missing = [k for k in REQUIRED_KEYS if k not in record]
         if missing:
-            hint = " (a COCO captions file? convert it with datasets/prepare_coco_captions.py)" \
-                if "captions" in missing and "annotations" in data else ""
-            raise ValueError(f"{path}: image {index} lacks {missing}{hint}")
+            raise ValueError(f"{path}: image {index} lacks {missing}")
         if not isinstance(record["id"], int) or isinstance(record["id"], bool):
             raise ValueError(f"{path}: image {index} needs an integer 'id', got {record['id']!r}")
         if not isinstance(record["file_name"], str) or not record["file_name"]:
@@ -68,4 +94,28 @@ def read_caption_records(path: str | Path) -> list[dict]:
         if record["id"] in seen:
             raise ValueError(f"{path}: image id {record['id']} appears twice")
         seen.add(record["id"])
-    return data["images"]
+    return records
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether a vocabulary argument is meant as a file: it has a path separator or a
+    vocabulary file suffix."""
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return any(s in spec for s in separators) or spec.lower().endswith(VOCABULARY_SUFFIXES)
+
+
+def load_vocabulary(spec: str) -> NounVocabulary:
+    """A vocabulary argument (module doc): a file that exists, or comma-separated names.
+    FileNotFoundError for a path-like ``spec`` that names no file; ValueError for no names."""
+    path = Path(spec)
+    if path.is_file():
+        return NounVocabulary.from_file(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"vocabulary {spec} is a folder; give a .json or .txt file")
+    if looks_like_path(spec):
+        raise FileNotFoundError(f"vocabulary file not found: {spec} (comma-separated names "
+                                "must not contain '/' or end in a file suffix)")
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"empty vocabulary: {spec!r}; give names (\"a,b\") or a file")
+    return NounVocabulary.from_names(names)

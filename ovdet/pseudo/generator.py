@@ -6,6 +6,11 @@ activation map at several thresholds (box-free), or the boxes of a class-agnosti
 source when one is given. Images are resized so that their longer side is ``input_size``
 (each side a multiple of the patch size) before the CLIP trunk; boxes come back in original
 pixels.
+
+Background names (stuff such as "sky", "wall") join the softmax so that places that are no
+vocabulary category have somewhere else to go; without them a ``dense`` map lights up the whole
+image (toy-world precision falls from 92% to 54%). :func:`default_background` picks them: the toy
+world's stuff for a toy-world vocabulary, COCO panoptic's 53 stuff names otherwise.
 """
 from __future__ import annotations
 
@@ -23,10 +28,27 @@ from ..clip.vit import CLIPViTTrunk
 from .candidates import component_boxes
 from .maps import ActivationMaps, normalize_maps
 from .scoring import SCORERS, activation_scores, combine_scores
-from .vocabulary import NounVocabulary
+from ..data.stuff_names import COCO_STUFF_NAMES
+from ..data.toyworld.categories import STUFF_CATEGORIES, THING_CATEGORIES
+from .vocabulary import NounVocabulary, name_phrase, plurals
 
 # (images as (H, W, 3) uint8 arrays) -> per image (R, 4) float xyxy boxes in original pixels
 ProposalSource = Callable[[list[np.ndarray]], list[torch.Tensor]]
+
+
+def default_background(vocabulary: NounVocabulary) -> list[str]:
+    """Background names for ``vocabulary``: the toy world's stuff names when every vocabulary
+    name is a toy-world thing, COCO panoptic's stuff names (:mod:`ovdet.data.stuff_names`)
+    otherwise; names that the vocabulary itself uses, singular or plural (e.g. LVIS's
+    "pillow"), are left out."""
+    toy_things = {name_phrase(c.name) for c in THING_CATEGORIES}
+    if {name_phrase(n) for n in vocabulary.names} <= toy_things:
+        candidates: Sequence[str] = [c.name for c in STUFF_CATEGORIES]
+    else:
+        candidates = COCO_STUFF_NAMES
+    used = {p for c in vocabulary.categories for p in (name_phrase(c.name), *c.phrases)}
+    return [name for name in candidates
+            if used.isdisjoint([name_phrase(name), *plurals(name_phrase(name))])]
 
 
 @dataclass(frozen=True)
