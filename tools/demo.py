@@ -4,93 +4,181 @@
     python tools/demo.py --config-file output/demo/config.yaml --input img1.png dir/ \\
         --vocabulary "tomato,egg,ice cube" --output out/ MODEL.WEIGHTS output/demo/model_final.pth
 
-For each input image: OUTPUT/<stem>.png (boxes, masks and labels drawn) and OUTPUT/<stem>.json
+For each input image: OUTPUT/<name>.png (boxes, masks and labels drawn) and OUTPUT/<name>.json
 (a list of {"bbox": [x1, y1, x2, y2], "score", "category"} in original pixel coordinates).
-Directories are expanded to their image files. A file that cannot be read is named in one line
-and skipped; the others go on.
+<name> is the file's stem; inputs that share a stem get their folders in the name
+("x__a", "y__a"), and a name that is still taken gets a numeric suffix, so no result overwrites
+another. Directories are expanded to their image files. ``--vocabulary`` takes comma-separated
+names or the vocabulary files of ``tools/generate_pseudo_boxes.py`` (a COCO / LVIS json's
+categories, or a text file with one name per line).
+
+A missing input or a file that cannot be read is named in one ``skipped:`` line and the others go
+on; so is an image whose output would overwrite an input (an output folder that is an input
+folder is refused outright). Exit status 1 with one ``error:`` line on bad arguments, or when no
+image could be processed.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from ovdet.clip import WeightsNotFoundError
 from ovdet.config import ConfigError, get_cfg
 from ovdet.data.image_io import ImageReadError, image_files, read_image
+from ovdet.engine.checkpoint import CheckpointError
 from ovdet.predictor import OVPredictor
+from ovdet.pseudo.captions import load_vocabulary
 from ovdet.utils.io import atomic_write_json
 from ovdet.utils.visualize import draw_detections, save_png
 
-
-def parse_vocabulary(text: str) -> list[str]:
-    """``"a,b,c"`` or a path to a file with one name per line -> names (order kept, no blanks)."""
-    path = Path(text)
-    raw = path.read_text().splitlines() if path.is_file() else text.split(",")
-    names = [n.strip() for n in raw if n.strip()]
-    if not names:
-        raise ValueError(f"empty vocabulary: {text!r}")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"vocabulary names repeat: {duplicates}")
-    return names
+SUFFIXES = (".png", ".json")  # what each image writes
 
 
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Output names: the file stem, with a numeric suffix where two inputs share a stem."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        count = seen.get(path.stem, 0)
-        seen[path.stem] = count + 1
-        stems.append(path.stem if count == 0 else f"{path.stem}_{count}")
-    return stems
+def expand_inputs(entries: list[str]) -> tuple[list[Path], list[str]]:
+    """Image files of ``entries`` (files as given, folders expanded; each file once) and one
+    ``skipped:`` message per entry that is missing or holds no image."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    skipped = []
+    for entry in entries:
+        try:
+            found = image_files([entry])
+        except ImageReadError as error:
+            skipped.append(str(error))
+            continue
+        if not found:
+            skipped.append(f"{entry}: no image files in this folder")
+        for path in found:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                files.append(path)
+    return files, skipped
 
 
-def main(argv: list[str] | None = None) -> None:
+def output_names(paths: list[Path]) -> list[str]:
+    """One distinct output name per input (module doc): the stem when no other input shares it
+    (case-insensitively), else the path below the inputs' common folder joined by "__"; a name
+    still taken gets "-2", "-3", ..."""
+    resolved = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
+    stems = [p.stem.casefold() for p in paths]
+    names = []
+    for path, full in zip(paths, resolved):
+        if stems.count(path.stem.casefold()) == 1:
+            names.append(path.stem)
+        else:
+            names.append("__".join(full.relative_to(common).with_suffix("").parts))
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, count = name, 1
+        while candidate.casefold() in taken:
+            count += 1
+            candidate = f"{name}-{count}"
+        taken.add(candidate.casefold())
+        unique.append(candidate)
+    return unique
+
+
+def check_output_folder(output: Path, entries: list[str]) -> None:
+    """Refuse an output that is a file, or a folder given as an input (its images would be
+    overwritten or mixed with overlays)."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is an existing file; give a folder")
+    for entry in entries:
+        if Path(entry).is_dir() and output.is_dir() and output.samefile(entry):
+            raise ValueError(f"--output {output} is the input folder {entry}; the overlays "
+                             "would overwrite your images. Choose another folder")
+
+
+def overwritten_input(output: Path, name: str, inputs: set[Path]) -> Path | None:
+    """The input that writing ``name``'s results into ``output`` would overwrite, if any."""
+    for suffix in SUFFIXES:
+        target = (output / f"{name}{suffix}").resolve()
+        if target in inputs:
+            return target
+    return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--input", nargs="+", required=True, help="image files and/or directories")
     parser.add_argument("--vocabulary", required=True,
-                        help='comma-separated class names, or a file with one name per line')
+                        help="comma-separated class names, or a vocabulary file (.json with "
+                             "categories, or .txt with one name per line)")
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--confidence", type=float, default=0.3, help="drawn/written score threshold")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. MODEL.WEIGHTS path")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def build_predictor(args: argparse.Namespace) -> OVPredictor:
+    """The detector of ``--config-file`` and its overrides, with ``--vocabulary`` set."""
+    vocabulary = load_vocabulary(args.vocabulary).names
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if not cfg.MODEL.WEIGHTS:
+        raise ConfigError("the demo needs a trained detector: add MODEL.WEIGHTS path/to/model.pth")
+    if not os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise FileNotFoundError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS}")
+    predictor = OVPredictor(cfg)
+    predictor.set_vocabulary(vocabulary)
+    return predictor
+
+
+def write_result(predictor: OVPredictor, image, output: Path, name: str,
+                 confidence: float) -> None:
+    """Detect, then write ``name``.png (drawn) and ``name``.json into ``output``."""
+    result = predictor([image])[0]
+    keep = result["scores"] >= confidence
+    labels = [label for label, k in zip(result["labels"], keep) if k]
+    masks = result["masks"][keep] if result["masks"] is not None else None
+    drawn = draw_detections(image, result["boxes"][keep], labels, result["scores"][keep], masks)
+    save_png(output / f"{name}.png", drawn)
+    atomic_write_json(output / f"{name}.json", [
+        {"bbox": [round(float(v), 2) for v in box], "score": round(float(score), 4),
+         "category": label}
+        for box, score, label in zip(result["boxes"][keep], result["scores"][keep], labels)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    try:
-        vocabulary = parse_vocabulary(args.vocabulary)
-        paths = image_files(args.input)
-        cfg = get_cfg()
-        cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-        predictor = OVPredictor(cfg)
-        predictor.set_vocabulary(vocabulary)
-    except (ConfigError, WeightsNotFoundError, ImageReadError, ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        check_output_folder(output, args.input)
+        paths, skipped = expand_inputs(args.input)
+        predictor = build_predictor(args) if paths else None
+    except (ConfigError, WeightsNotFoundError, CheckpointError, ValueError,
+            FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    for message in skipped:
+        print(f"skipped: {message}", file=sys.stderr)
+    inputs = {p.resolve() for p in paths}
     written = 0
-    for path, stem in zip(paths, unique_stems(paths)):
+    for path, name in zip(paths, output_names(paths)):
+        clash = overwritten_input(output, name, inputs)
+        if clash is not None:
+            print(f"skipped: {path}: its result would overwrite the input {clash}; choose "
+                  "another --output", file=sys.stderr)
+            continue
         try:
             image = read_image(path)
         except ImageReadError as error:
             print(f"skipped: {error}", file=sys.stderr)
             continue
-        result = predictor([image])[0]
-        keep = result["scores"] >= args.confidence
-        labels = [label for label, k in zip(result["labels"], keep) if k]
-        masks = result["masks"][keep] if result["masks"] is not None else None
-        drawn = draw_detections(image, result["boxes"][keep], labels, result["scores"][keep], masks)
-        save_png(output / f"{stem}.png", drawn)
-        atomic_write_json(output / f"{stem}.json", [
-            {"bbox": [round(float(v), 2) for v in box], "score": round(float(score), 4),
-             "category": label}
-            for box, score, label in zip(result["boxes"][keep], result["scores"][keep], labels)])
+        write_result(predictor, image, output, name, args.confidence)
         written += 1
-    print(f"wrote {written} of {len(paths)} images to {output}")
+    total = len(paths) + len(skipped)
+    print(f"wrote {written} of {total} images to {output}")
+    if written == 0:
+        sys.exit("error: no image could be processed")
 
 
 if __name__ == "__main__":
