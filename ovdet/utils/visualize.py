@@ -2,10 +2,21 @@
 
 Colours are a function of the label string alone (a CRC32 of its UTF-8 bytes picks an entry of
 :data:`PALETTE`), so a category has the same colour in every image, run and process.
+
+Text is drawn with DejaVu Sans when it is installed (clear at 9 px), else PIL's built-in font. A
+label with characters that font lacks (CJK, emoji, ...) is drawn with an installed font that has
+them all (found with ``fc-list`` or at the usual places of Noto CJK, PingFang, Microsoft YaHei,
+Arial Unicode); coverage is checked on the glyphs themselves (a missing glyph renders as the
+font's "missing" box). When no font has them, each missing character is written so that it can
+still be read and told apart: its ASCII decomposition ("é" -> "e"), the Unicode name of a symbol
+(":red apple:") or its code point ("U+732B").
 """
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import unicodedata
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
@@ -14,6 +25,28 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
 from .io import atomic_open
+
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+Rect = tuple[float, float, float, float]  # x1, y1, x2, y2 (inclusive), pixels
+
+# Fonts tried for text the main font lacks, when fc-list is absent or finds none.
+FALLBACK_FONT_PATHS: tuple[str, ...] = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/System/Library/Fonts/PingFang.ttc",
+    "/System/Library/Fonts/Supplemental/Arial Unicode.ttf",
+    "/Library/Fonts/Arial Unicode.ttf",
+    "C:/Windows/Fonts/msyh.ttc",
+    "C:/Windows/Fonts/seguisym.ttf",
+)
+MAIN_FONT_PATHS: tuple[str, ...] = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+)
 
 # Saturated, mutually distinct colours that read well over photos; white or black text is chosen per
 # colour by its luminance.
@@ -38,10 +71,12 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
     Masks are blended first (``(1 - mask_alpha) * pixel + mask_alpha * colour``, rounded, with
     ``mask_alpha`` quantised to 1/256; in detection order), then box outlines, then a text tag
     "name 0.93" (or "name" without scores) on a filled background of the label's colour at the
-    box's top-left corner: above the box when there is room, inside it otherwise, always shifted to
-    lie inside the image. Outline width and font size grow gently with the image's long side L:
-    ``max(1, round(L / 750))`` px and ``max(10, round(L / 75))`` pt (PIL's built-in font).
-    Boxes are clipped to the image; boxes entirely outside it draw nothing.
+    box's top-left corner: above the box when there is room, inside it otherwise, always inside the
+    image. Tags never cover earlier tags when there is another place for them (:func:`place_tag`:
+    stacked above or inside the box, or at its bottom), so pass detections best first. Outline
+    width and font size grow with the image's long side L: ``max(1, round(L / 750))`` px and
+    :func:`font_size` px (9 px up to L = 600, then L / 64). Text the font cannot draw is drawn as
+    the module doc says. Boxes are clipped to the image; boxes entirely outside it draw nothing.
 
     Args:
         image: (H, W, 3) uint8 RGB (see :func:`ovdet.data.image_io.read_image` for other inputs).
@@ -102,7 +137,8 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
     draw = ImageDraw.Draw(canvas)
     long_side = max(height, width)
     line_width = max(1, round(long_side / 750))
-    font = _font(max(10, round(long_side / 75)))
+    size = font_size(long_side)
+    placed: list[Rect] = []
     for index in range(num):
         x1, y1, x2, y2 = boxes[index].tolist()
         if x2 < 0 or y2 < 0 or x1 > width - 1 or y1 > height - 1:
@@ -111,17 +147,50 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
         y1, y2 = min(max(y1, 0.0), height - 1.0), min(max(y2, 0.0), height - 1.0)
         color = colors[index]
         draw.rectangle((x1, y1, x2, y2), outline=color, width=line_width)
-        text = labels[index] if scores is None else f"{labels[index]} {scores[index]:.2f}"
+        label = labels[index] if scores is None else f"{labels[index]} {scores[index]:.2f}"
+        font, text = font_for(label, size)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         pad = line_width
-        tag_w, tag_h = right - left + 2 * pad, bottom - top + 2 * pad
-        tag_x = min(x1, width - tag_w) if tag_w <= width else 0
-        tag_y = y1 - tag_h if y1 - tag_h >= 0 else min(y1, max(height - tag_h, 0))
-        draw.rectangle((tag_x, tag_y, tag_x + tag_w - 1, tag_y + tag_h - 1), fill=color)
+        tag = place_tag((x1, y1, x2, y2), (right - left + 2 * pad, bottom - top + 2 * pad),
+                        (width, height), placed)
+        placed.append(tag)
+        draw.rectangle(tag, fill=color)
         luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-        draw.text((tag_x + pad - left, tag_y + pad - top), text, font=font,
+        draw.text((tag[0] + pad - left, tag[1] + pad - top), text, font=font,
                   fill=(0, 0, 0) if luminance > 140 else (255, 255, 255))
     return np.array(canvas)
+
+
+def _overlap(a: Rect, b: Rect) -> float:
+    """Area shared by two inclusive pixel rectangles."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + 1) * \
+        max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+
+
+def place_tag(box: Rect, tag_size: tuple[float, float], image_size: tuple[int, int],
+              placed: Sequence[Rect]) -> Rect:
+    """Where a (w, h) text tag of ``box`` goes, as an inclusive rectangle inside the image (when
+    it fits): the first free place among, in order, above the box, inside its top, stacked higher
+    above or lower inside (up to four tags), below it and inside its bottom, each left-aligned with
+    the box then right-aligned; when every place covers a ``placed`` tag, the least covering."""
+    x1, y1, x2, y2 = box
+    (tag_w, tag_h), (width, height) = tag_size, image_size
+    xs = [x1, x2 - tag_w + 1]
+    ys = [y1 - tag_h, y1]
+    for k in range(1, 5):
+        ys += [y1 - tag_h * (k + 1), y1 + tag_h * k]
+    ys += [y2 + 1, y2 - tag_h + 1]
+    candidates = []
+    for y in ys:
+        if 0 <= y <= height - tag_h:
+            for x in xs:
+                x = min(max(x, 0), width - tag_w) if tag_w <= width else 0
+                candidates.append((x, y, x + tag_w - 1, y + tag_h - 1))
+    if not candidates:  # taller than the image: the old rule, top-aligned
+        x = min(x1, width - tag_w) if tag_w <= width else 0
+        y = min(y1, max(height - tag_h, 0))
+        return (x, y, x + tag_w - 1, y + tag_h - 1)
+    return min(candidates, key=lambda c: sum(_overlap(c, p) for p in placed))  # first minimum
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -135,9 +204,100 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
         Image.fromarray(image).save(f, format="PNG")
 
 
+def font_size(long_side: int) -> int:
+    """Text size in pixels for an image whose long side is ``long_side``."""
+    return max(9, round(long_side / 64))
+
+
+def _run(command: list[str]) -> list[str]:
+    """Output lines of a font query command; [] when it is absent or fails."""
+    if shutil.which(command[0]) is None:
+        return []
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+def _truetype(path: str, size: int) -> ImageFont.FreeTypeFont | None:
+    """The font at ``path``, or None when it cannot be loaded at ``size`` (e.g. bitmap emoji)."""
+    try:
+        return ImageFont.truetype(path, size)
+    except (OSError, ValueError):
+        return None
+
+
 @lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """PIL's built-in font at ``size`` points; its fixed-size bitmap font without FreeType."""
-    if features.check("freetype2"):
-        return ImageFont.load_default(size)
-    return ImageFont.load_default()
+def main_font(size: int) -> Font:
+    """DejaVu Sans (or fontconfig's match for it) at ``size`` px; PIL's built-in font without."""
+    if not features.check("freetype2"):
+        return ImageFont.load_default()
+    for path in (*MAIN_FONT_PATHS, *_run(["fc-match", "-f", "%{file}", "DejaVu Sans"])):
+        font = _truetype(path, size) if os.path.isfile(path) else None
+        if font is not None:
+            return font
+    return ImageFont.load_default(size)
+
+
+def _needs_glyph(char: str) -> bool:
+    return not char.isspace() and unicodedata.category(char) not in ("Mn", "Me", "Cf", "Cc")
+
+
+@lru_cache(maxsize=4096)
+def has_glyph(font: Font, char: str) -> bool:
+    """Whether ``font`` draws ``char`` rather than its missing-glyph box (compared with the
+    rendering of a code point no font has); PIL's bitmap font covers Latin-1."""
+    if not isinstance(font, ImageFont.FreeTypeFont):
+        return ord(char) < 256
+    missing = font.getmask("\U0010FFFD")
+    mask = font.getmask(char)
+    return mask.size != missing.size or bytes(mask) != bytes(missing)
+
+
+def missing_chars(font: Font, text: str) -> str:
+    """The distinct characters of ``text`` that ``font`` cannot draw, in order."""
+    return "".join(dict.fromkeys(c for c in text if _needs_glyph(c) and not has_glyph(font, c)))
+
+
+@lru_cache(maxsize=64)
+def _covering_font(chars: str, size: int) -> Font | None:
+    """An installed font that draws every one of ``chars`` (module doc), or None."""
+    charset = " ".join(f"{ord(c):x}" for c in chars)
+    paths = [*_run(["fc-list", f":charset={charset}", "file"]), *FALLBACK_FONT_PATHS]
+    for path in dict.fromkeys(p.rstrip(":").strip() for p in paths):
+        font = _truetype(path, size) if os.path.isfile(path) else None
+        if font is not None and not missing_chars(font, chars):
+            return font
+    return None
+
+
+def readable_text(text: str, font: Font) -> str:
+    """``text`` with each character ``font`` lacks written out (module doc); code points are
+    spaced from the word before them ("U+732B U+72AC")."""
+    out = ""
+    for char in text:
+        if not _needs_glyph(char) or has_glyph(font, char):
+            out += char
+            continue
+        ascii_form = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+        name = unicodedata.name(char, "")
+        if ascii_form.strip():
+            out += ascii_form
+        elif unicodedata.category(char).startswith("S") and name:
+            out += f":{name.lower()}:"
+        else:
+            out += (" " if out[-1:].isalnum() else "") + f"U+{ord(char):04X}"
+    return out
+
+
+def font_for(text: str, size: int) -> tuple[Font, str]:
+    """The font to draw ``text`` with at ``size`` px, and the text to draw (module doc)."""
+    font = main_font(size)
+    lacking = missing_chars(font, text)
+    if not lacking:
+        return font, text
+    fallback = _covering_font(lacking, size)
+    if fallback is not None:
+        return fallback, text
+    return font, readable_text(text, font)
