@@ -171,15 +171,16 @@ def place_tag(box: Rect, tag_size: tuple[float, float], image_size: tuple[int, i
               placed: Sequence[Rect]) -> Rect:
     """Where a (w, h) text tag of ``box`` goes, as an inclusive rectangle inside the image (when
     it fits): the first free place among, in order, above the box, inside its top, stacked higher
-    above or lower inside (up to four tags), below it and inside its bottom, each left-aligned with
-    the box then right-aligned; when every place covers a ``placed`` tag, the least covering."""
+    above or lower inside (up to four tags), below it (stacked likewise) and inside its bottom,
+    each left-aligned with the box, right-aligned with it, then at the image's left and right
+    edges; when every place covers a ``placed`` tag, the least covering."""
     x1, y1, x2, y2 = box
     (tag_w, tag_h), (width, height) = tag_size, image_size
-    xs = [x1, x2 - tag_w + 1]
+    xs = [x1, x2 - tag_w + 1, 0, width - tag_w]
     ys = [y1 - tag_h, y1]
     for k in range(1, 5):
         ys += [y1 - tag_h * (k + 1), y1 + tag_h * k]
-    ys += [y2 + 1, y2 - tag_h + 1]
+    ys += [y2 + 1 + tag_h * k for k in range(4)] + [y2 - tag_h + 1]
     candidates = []
     for y in ys:
         if 0 <= y <= height - tag_h:
