@@ -404,3 +404,26 @@ def test_class_image_counts_by_hand():
     assert class_image_counts(records, 3) == [1, 0, 2]  # images, not boxes
     with pytest.raises(ValueError, match="category_id 3, outside the 3 classes"):
         class_image_counts([{"file_name": "x.png", "annotations": [{"category_id": 3}]}], 3)
+
+
+def test_training_counts_classes_and_keeps_them_across_evaluation(tiny_world, tiny_cfg, tmp_path,
+                                                                   monkeypatch):
+    from ovdet.data import DatasetCatalog
+    from ovdet.data.class_counts import class_image_counts
+    from ovdet.engine.trainer import Trainer
+
+    tiny_cfg.merge_from_list(["MODEL.ROI_HEADS.LOSS", "federated_sigmoid", "SOLVER.MAX_ITER", "1",
+                              "DATASETS.TRAIN", "('tiny_train',)", "OUTPUT_DIR", str(tmp_path)])
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg)
+    names = DatasetCatalog.metadata("tiny_train").thing_classes
+    model.set_training_vocabulary(names)
+    seen = []
+    monkeypatch.setattr(model.roi_heads, "federated_weights", lambda counts: seen.append(counts))
+    Trainer(tiny_cfg, model, 3).train()
+    expected = class_image_counts(DatasetCatalog.get("tiny_train"), len(names))
+    assert seen[0].tolist() == expected and sum(expected) > 0
+    model.set_vocabulary([*names, "banana"])  # as evaluation does, and back
+    assert model.vocabulary.image_counts is None
+    model.set_vocabulary(names)
+    assert model.vocabulary.image_counts.tolist() == expected

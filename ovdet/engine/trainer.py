@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..config import CfgNode, ConfigError
 from ..data.catalog import DatasetCatalog
+from ..data.class_counts import class_image_counts
 from ..data.loader import build_train_loader
 from ..data.mapper import DatasetMapper
 from ..utils.io import atomic_open, finite_json
@@ -160,6 +161,8 @@ class Trainer:
             raise ConfigError(f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} is not divisible "
                               f"by the {world} processes")
         records = [r for name in cfg.DATASETS.TRAIN for r in DatasetCatalog.get(name)]
+        vocabulary = unwrap(self.model).vocabulary  # the federated loss samples by frequency
+        vocabulary.set_image_counts(class_image_counts(records, len(vocabulary)))
         loader = build_train_loader(records, DatasetMapper(cfg, True),
                                     cfg.SOLVER.IMS_PER_BATCH // world, self.seed * 1000 + get_rank(),
                                     self.start_iter, max_iter, cfg.DATALOADER.NUM_WORKERS)

@@ -104,7 +104,7 @@ class Vocabulary(nn.Module):
         self.base_names: list[str] = []
         self.register_buffer("embeddings", torch.zeros(0, embed_dim), persistent=False)
         self.register_buffer("novel_mask", torch.zeros(0, dtype=torch.bool), persistent=False)
-        self.register_buffer("image_counts", torch.zeros(0), persistent=False)
+        self._image_counts: dict[str, float] = {}
         self._given = False
         self._stale = False
 
@@ -140,7 +140,6 @@ class Vocabulary(nn.Module):
                 embeddings = self.source(names)
         self.embeddings = F.normalize(embeddings.detach().float(), dim=-1).to(self.embeddings.device)
         self.names = names
-        self.image_counts = self.image_counts.new_zeros(0)
         self._stale = False
         self._update_novel_mask()
 
@@ -150,12 +149,22 @@ class Vocabulary(nn.Module):
         self._update_novel_mask()
 
     def set_image_counts(self, counts: Sequence[int] | torch.Tensor) -> None:
-        """(C,) images of the training set that hold each class (federated loss weights)."""
-        counts = torch.as_tensor(counts, dtype=torch.float32, device=self.embeddings.device)
+        """(C,) images of the training set that hold each class of the current names (federated
+        loss weights); they stay with their names across vocabulary changes."""
+        counts = torch.as_tensor(counts, dtype=torch.float32)
         if counts.shape != (len(self.names),) or (counts < 0).any():
             raise ValueError(f"image counts must be {len(self.names)} non-negative numbers, got "
                              f"shape {tuple(counts.shape)}")
-        self.image_counts = counts
+        self._image_counts = {normalize_class_name(n): float(c)
+                              for n, c in zip(self.names, counts)}
+
+    @property
+    def image_counts(self) -> torch.Tensor | None:
+        """(C,) training images per current name, or None when some name has no count."""
+        keys = [normalize_class_name(n) for n in self.names]
+        if not keys or any(k not in self._image_counts for k in keys):
+            return None
+        return torch.tensor([self._image_counts[k] for k in keys], device=self.embeddings.device)
 
     def _update_novel_mask(self) -> None:
         base = {normalize_class_name(n) for n in self.base_names}

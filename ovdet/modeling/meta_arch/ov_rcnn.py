@@ -169,9 +169,9 @@ class OpenVocabRCNN(nn.Module):
         _, features = self.backbone(images.tensors)
         targets = [{k: v.to(self.device) for k, v in x["instances"].items()} for x in batched_inputs]
         proposals, losses = self.proposal_generator(images, features, targets)
-        counts = self.vocabulary.image_counts if len(self.vocabulary.image_counts) else None
         roi_results, roi_losses = self.roi_heads(features, proposals, images.image_sizes,
-                                                 class_embeddings, targets, counts)
+                                                 class_embeddings, targets,
+                                                 self.vocabulary.image_counts)
         losses = self._merged(losses, roi_losses, "the RoI heads")
         for name, criterion in self.criteria.items():
             losses = self._merged(losses, criterion(roi_results, class_embeddings, targets),
