@@ -28,7 +28,8 @@ initialised OWL-ViT B/16 (``transformers``, patch 16, image size ``--size``) run
 image and vocabulary, timed from the array to ``post_process_grounded_object_detection``; it
 encodes its text queries on every call, as its pipeline does. After one warm-up each the two run
 interleaved (A B A B ...) for ``--repeats`` rounds; printed: median and all seconds per image,
-detections per image, ``ratio = owlvit / ovdet``, torch threads and the process's peak RSS (MiB;
+detections per image, ``ratio = owlvit / ovdet`` (of the medians; also per round and the median
+of those, which a machine whose speed drifts disturbs less), torch threads and the process's peak RSS (MiB;
 ``ovdet_peak_rss_mib`` is the peak before OWL-ViT was built, the other is the whole process).
 """
 from __future__ import annotations
@@ -226,6 +227,9 @@ def detector(args: argparse.Namespace) -> dict:
     result["ovdet"]["set_vocabulary_once_s"] = round(text_seconds, 1)
     if args.peer:
         result["ratio"] = round(result[args.peer]["median_s"] / result["ovdet"]["median_s"], 3)
+        rounds = [peer / own for peer, own in zip(seconds[args.peer], seconds["ovdet"])]
+        result["ratio_per_round"] = [round(r, 3) for r in rounds]
+        result["ratio_median_of_rounds"] = round(statistics.median(rounds), 3)
     result["ovdet_peak_rss_mib"] = ovdet_peak
     result["process_peak_rss_mib"] = peak_rss_mib()
     return result
