@@ -40,9 +40,10 @@ from ovdet.engine.trainer import Trainer, training_vocabulary, write_config
 from ovdet.modeling.registry import build_model
 
 logger = logging.getLogger("ovdet.train_net")
-# What a user's config, data or files can cause: one "error:" line, no traceback.
+# What a user's config, data or files can cause, and a diverging loss (its message says what to
+# do): one "error:" line, no traceback.
 USER_ERRORS = (ConfigError, WeightsNotFoundError, FileNotFoundError, UnknownDatasetError,
-               DatasetError, CheckpointError)
+               DatasetError, CheckpointError, FloatingPointError)
 
 
 def check_datasets(cfg, eval_only: bool) -> list[str]:
