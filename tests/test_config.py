@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -117,3 +119,11 @@ def test_backbone_builds_from_config_frozen_by_default():
     assert output.grid == (8, 12) and len(output.kept) == cfg.MODEL.CLIP.KEEP_LAST_BLOCKS
     assert {k: tuple(v.shape) for k, v in pyramid.items()} == {
         "p2": (1, 16, 16, 24), "p3": (1, 16, 8, 12), "p4": (1, 16, 4, 6), "p5": (1, 16, 2, 3)}
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in (Path(__file__).resolve().parents[1]
+                                                         / "configs").rglob("*.yaml")))
+def test_every_shipped_config_merges(path):
+    cfg = get_cfg()
+    cfg.merge_from_file(path)
+    assert len(cfg.MODEL.RPN.ANCHOR_SIZES) == len(cfg.MODEL.BACKBONE.STRIDES)

@@ -276,3 +276,14 @@ def test_novel_classes_scored_on_proposals(tiny_cfg):
     for boxes, image_proposals in zip(novel_boxes, proposals):  # inputs are not resized
         for box in boxes:  # every novel detection sits on a proposal, not a regressed box
             assert torch.isclose(image_proposals, box, atol=1e-4).all(dim=1).any()
+
+
+def test_select_keeps_only_the_best_candidates_before_nms(model):
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]])
+    scores = torch.tensor([[0.6, 0.0, 0.0], [0.9, 0.0, 0.0], [0.7, 0.0, 0.0], [0.8, 0.01, 0.0]])
+    model.score_thresh = 0.0
+    assert model.select(boxes, scores)["scores"].tolist() == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.01])
+    model.topk_candidates = 3
+    kept = model.select(boxes, scores)
+    assert kept["scores"].tolist() == pytest.approx([0.9, 0.8, 0.7])
+    assert kept["boxes"][:, 0].tolist() == [20, 60, 40]

@@ -14,23 +14,25 @@ and ``dense-combined`` (the RMA region scorer alone or combined), ``dense-no-bac
 stuff names). Printed per method: precision, recall, pair recall (percent) and images per second.
 
     python tools/benchmark.py detector [--size 768] [--vocab 10] [--peer owlvit] [--repeats 3]
-        [--threads 2] [KEY VALUE ...]
+        [--threads 2] [--config-file configs/coco_ovd/ovrcnn_vitb16_fast.yaml] [KEY VALUE ...]
 
 ``detector``: seconds per image of boxes-and-masks inference (eval mode, ``torch.no_grad()``) of
 OpenVocabRCNN on a randomly initialised ViT-B/16 CLIP (``configs/Base-OVRCNN.yaml`` with
-``MODEL.CLIP.PRETRAINED ""``, ``INPUT.MIN_SIZE = INPUT.MAX_SIZE = --size``; ``KEY VALUE`` pairs
-override the config), on a square noise image of ``--size`` pixels, timed from the (H, W, 3)
-array to the pasted masks. The vocabulary is the COCO OVD names, then generated ones
-(``category 66``, ...), one prompt per name (``a photo of a {}.``) for both models; ovdet's is
-set once before timing (text embeddings computed, or read from ovdet's disk cache), as at
-inference; the detection time does not depend on how many templates made the embeddings. With ``--peer owlvit`` (needs ``pip install -e .[bench]``), a randomly
-initialised OWL-ViT B/16 (``transformers``, patch 16, image size ``--size``) runs on the same
-image and vocabulary, timed from the array to ``post_process_grounded_object_detection``; it
-encodes its text queries on every call, as its pipeline does. After one warm-up each the two run
-interleaved (A B A B ...) for ``--repeats`` rounds; printed: median and all seconds per image,
-detections per image, ``ratio = owlvit / ovdet`` (of the medians; also per round and the median
-of those, which a machine whose speed drifts disturbs less), torch threads and the process's peak RSS (MiB;
-``ovdet_peak_rss_mib`` is the peak before OWL-ViT was built, the other is the whole process).
+``MODEL.CLIP.PRETRAINED ""``, ``INPUT.MIN_SIZE = INPUT.MAX_SIZE = --size``, and score threshold 0
+so that every image yields ``DETECTIONS_PER_IMAGE`` boxes and masks whatever the random weights
+score; ``--config-file`` and ``KEY VALUE`` pairs change the detector), on a square noise image of
+``--size`` pixels, timed from the (H, W, 3) array to the pasted masks. The vocabulary is the COCO
+OVD names, then generated ones (``category 66``, ...), one prompt per name (``a photo of a {}.``)
+for both models; ovdet's is set once before timing (text embeddings computed, or read from ovdet's
+disk cache), as at inference; the detection time does not depend on how many templates made the
+embeddings. With ``--peer owlvit`` (needs ``pip install -e .[bench]``), a randomly initialised
+OWL-ViT B/16 (``transformers``, patch 16, image size ``--size``) runs on the same image and vocabulary,
+timed from the array to ``post_process_grounded_object_detection``; it encodes its text queries on
+every call, as its pipeline does. After one warm-up each the two run interleaved (A B A B ...) for
+``--repeats`` rounds; printed: median and all seconds per image, detections per image, ``ratio =
+owlvit / ovdet`` (of the medians; also per round and the median of those, which a machine whose
+speed drifts disturbs less), torch threads and the process's peak RSS (MiB; ``ovdet_peak_rss_mib``
+is the peak before OWL-ViT was built, the other is the whole process).
 """
 from __future__ import annotations
 
@@ -123,7 +125,8 @@ def build_ovdet(args: argparse.Namespace, names: list[str]) -> tuple[Detector, f
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(["MODEL.CLIP.PRETRAINED", "", "INPUT.MIN_SIZE", str(args.size),
-                         "INPUT.MAX_SIZE", str(args.size), *args.opts])
+                         "INPUT.MAX_SIZE", str(args.size),
+                         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", *args.opts])
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     model.set_base_names([COCO_OVD_NAMES[i] for i in COCO_OVD_BASE_IDS])
@@ -220,7 +223,8 @@ def detector(args: argparse.Namespace) -> dict:
             elapsed, detections[name] = timed(detect, image)
             seconds[name].append(round(elapsed, 3))
     result: dict = {"size": args.size, "vocab": args.vocab, "torch_threads": torch.get_num_threads(),
-                    "repeats": args.repeats, "overrides": args.opts}
+                    "repeats": args.repeats, "config_file": args.config_file,
+                    "overrides": args.opts}
     for name, values in seconds.items():
         result[name] = {"median_s": round(statistics.median(values), 3), "seconds": values,
                         "detections": detections[name]}

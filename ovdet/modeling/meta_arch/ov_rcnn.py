@@ -50,6 +50,8 @@ class OpenVocabRCNN(nn.Module):
         criteria: extra losses on the RoI heads' training results, by name.
         loss_weights: {loss name: weight} (missing: 1; 0 drops the loss).
         score_thresh, nms_thresh, detections_per_image: inference post-processing.
+        topk_candidates: at most this many (box, class) candidates, the highest scoring, enter
+            the per-class NMS of an image (a 1,203-name vocabulary has over a million).
     """
 
     @configurable
@@ -57,7 +59,8 @@ class OpenVocabRCNN(nn.Module):
                  clip: CLIPBundle, vocabulary: Vocabulary | None = None, scorer=None,
                  criteria: Mapping[str, nn.Module] | None = None,
                  loss_weights: Mapping[str, float] | None = None, score_thresh: float = 0.05,
-                 nms_thresh: float = 0.5, detections_per_image: int = 100) -> None:
+                 nms_thresh: float = 0.5, detections_per_image: int = 100,
+                 topk_candidates: int = 5000) -> None:
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
@@ -73,6 +76,7 @@ class OpenVocabRCNN(nn.Module):
         self._loss_names_checked = False
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_image = detections_per_image
+        self.topk_candidates = topk_candidates
         mean, std = clip.image_normalization()  # the CLIP's own, in 0-255 units
         self.register_buffer("pixel_mean", torch.tensor(mean).view(3, 1, 1) * 255, False)
         self.register_buffer("pixel_std", torch.tensor(std).view(3, 1, 1) * 255, False)
@@ -97,7 +101,8 @@ class OpenVocabRCNN(nn.Module):
                 "loss_weights": dict(cfg.MODEL.LOSS_WEIGHTS),
                 "score_thresh": cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
                 "nms_thresh": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
-                "detections_per_image": cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE}
+                "detections_per_image": cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE,
+                "topk_candidates": cfg.MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST}
 
     # ---- vocabulary -------------------------------------------------------------------------
     @property
@@ -215,9 +220,13 @@ class OpenVocabRCNN(nn.Module):
         return self.postprocess(detections, batched_inputs, images.image_sizes)
 
     def select(self, boxes: torch.Tensor, probabilities: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(P, 4) class-agnostic boxes and (P, C) scores -> thresholded, per-class NMS, top-k."""
+        """(P, 4) class-agnostic boxes and (P, C) scores -> thresholded, the best
+        ``topk_candidates``, per-class NMS, the best ``detections_per_image``."""
         proposal, classes = torch.nonzero(probabilities > self.score_thresh, as_tuple=True)
         scores = probabilities[proposal, classes]
+        if len(scores) > self.topk_candidates:
+            best = scores.topk(self.topk_candidates).indices
+            proposal, classes, scores = proposal[best], classes[best], scores[best]
         candidate_boxes = boxes[proposal]
         keep = box_ops.remove_small_boxes(candidate_boxes, 1e-2)
         keep = keep[box_ops.batched_nms(candidate_boxes[keep], scores[keep], classes[keep],

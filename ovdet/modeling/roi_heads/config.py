@@ -20,6 +20,8 @@ def add_roi_heads_config(cfg: CfgNode) -> None:
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
     cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 100
+    # at most this many (box, class) candidates, the best, enter the per-class NMS of an image
+    cfg.MODEL.ROI_HEADS.TOPK_CANDIDATES_TEST = 5000
     cfg.MODEL.ROI_MASK_HEAD = CfgNode()
     cfg.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
     cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
