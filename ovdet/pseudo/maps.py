@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..clip.attention import block_forward
 from ..clip.rma import region_embeddings
 from ..clip.text import text_probabilities
 from ..clip.vit import CLIPViTTrunk, TrunkOutput
@@ -107,9 +108,9 @@ class ActivationMaps:
                     kept.append(x.detach())
                 if index < self.gradcam_block:
                     with torch.no_grad():
-                        x = block(x)
+                        x = block_forward(block, x)
                 else:
-                    x = block(x)
+                    x = block_forward(block, x)
             logits = self.logit_scale * F.normalize(trunk.image_embedding(
                 TrunkOutput(x, kept, grid)), dim=-1) @ text.T  # (B, V)
             scores = logits.softmax(dim=-1) if self.method == "softmax_gradcam" else logits
