@@ -17,8 +17,7 @@ vocabulary in images), ``tools/generate_pseudo_boxes.py`` (pseudo boxes from cap
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -32,16 +31,8 @@ _LAZY = {
     "load_clip": "ovdet.clip",
 }
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    """The entry points of :data:`__all__`, imported when first asked for."""
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ovdet' has no attribute {name!r}")
+__getattr__, _dir_lazy = lazy_exports(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *_dir_lazy()})
