@@ -129,7 +129,7 @@ def scoring_inputs(novel_mask, **fields):
 
 
 def test_ensemble_is_weighted_geometric_mean(monkeypatch):
-    scorer = CLIPEnsembleScorer()  # tomato base, banana novel
+    scorer = CLIPEnsembleScorer()  # column 0 base, column 1 novel
     alpha, beta = scorer.ensemble_weights
     head = [torch.tensor([[0.6, 0.2]])]
     clip = torch.tensor([[0.3, 0.7]])

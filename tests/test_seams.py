@@ -153,6 +153,58 @@ class ShiftedTemplates(nn.Module):
         return F.normalize(self.templates(names) + self.shift, dim=-1)
 
 
+@ROI_HEADS_REGISTRY.register()
+class MeanPoolHeads(nn.Module):
+    """A minimal third-party RoI head written to the registry's docstring alone: mean-pooled
+    RoI features, a linear map into CLIP's space, cosine logits; no masks."""
+
+    mask_on = False
+
+    def __init__(self, cfg, input_shape, embed_dim):
+        super().__init__()
+        from torchvision.ops import MultiScaleRoIAlign
+
+        channels = next(iter(input_shape.values())).channels
+        self.pooler = MultiScaleRoIAlign(list(input_shape), 4, 2)
+        self.embed = nn.Linear(channels, embed_dim)
+        self.seen_counts = []
+
+    def forward(self, features, proposals, image_sizes, class_embeddings, targets=None,
+                class_image_counts=None):
+        self.seen_counts.append(class_image_counts)
+        pooled = self.pooler(features, proposals, image_sizes).mean(dim=(2, 3))
+        embeddings = F.normalize(self.embed(pooled), dim=-1)
+        logits = 10 * embeddings @ torch.cat([class_embeddings,
+                                              class_embeddings.new_zeros(1, class_embeddings.shape[1])]).T
+        counts = [len(p) for p in proposals]
+        if self.training:
+            labels = torch.full((len(logits),), len(class_embeddings))
+            results = [{"boxes": b, "labels": lab, "region_embeddings": e, "logits": g}
+                       for b, lab, e, g in zip(proposals, labels.split(counts),
+                                               embeddings.split(counts), logits.split(counts))]
+            return results, {"loss_cls": F.cross_entropy(logits, labels)}
+        probabilities = logits.softmax(-1)[:, :-1]
+        return [{"boxes": b, "probabilities": q, "region_embeddings": e} for b, q, e in
+                zip(proposals, probabilities.split(counts), embeddings.split(counts))], {}
+
+    def predict_masks(self, features, boxes, image_sizes):
+        raise AssertionError("mask_on is False")
+
+
+def test_a_third_party_roi_head_runs_through_the_detector(tiny_cfg):
+    tiny_cfg.merge_from_list(["MODEL.ROI_HEADS.NAME", "MeanPoolHeads", "MODEL.MASK_ON", "False"])
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg)
+    model.set_training_vocabulary(NAMES, image_counts=[3, 1, 2])
+    losses = model(synthetic_batch())
+    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_cls"}
+    assert model.roi_heads.seen_counts[-1].tolist() == [3, 1, 2]
+    model.eval()
+    with torch.no_grad():
+        outputs = model(inference_batch())
+    assert "masks" not in outputs[0]["instances"] and len(outputs[0]["instances"]["scores"]) > 0
+
+
 def test_fake_backbone_proposals_mask_head_and_scorer_run_through_the_detector(tiny_cfg):
     tiny_cfg.merge_from_list(["MODEL.BACKBONE.NAME", "SingleMapBackbone",
                               "MODEL.RPN.ANCHOR_SIZES", "(16,)",
@@ -273,11 +325,21 @@ def test_names_are_compared_after_normalisation(model_with_reference):
     ([], "empty"),
     (["tomato", ""], "non-empty strings"),
     (["tomato", 3], "non-empty strings"),
+    ({"tomato", "egg"}, "ordered list of class names"),
 ])
 def test_bad_vocabularies_are_clear_errors(model_with_reference, names, message):
     with pytest.raises(ValueError, match=message):
         model_with_reference.set_vocabulary(names)
     assert list(model_with_reference.vocabulary) == NAMES  # unchanged
+
+
+def test_a_source_with_the_wrong_width_is_a_clear_error(model_with_reference, monkeypatch):
+    monkeypatch.setattr(model_with_reference.vocabulary.source, "forward",
+                        lambda names: torch.ones(len(names), 7))
+    with pytest.raises(ValueError, match=r"returned \(2, 7\) embeddings for 2 names; the "
+                                         r"detector needs \(2, 32\)"):
+        model_with_reference.set_vocabulary(["kiwi", "fig"])
+    assert list(model_with_reference.vocabulary) == NAMES
 
 
 def test_learnable_embedding_source_trains_and_survives_a_checkpoint(tiny_cfg, tmp_path):

@@ -18,8 +18,7 @@ __all__ = ["BACKBONE_REGISTRY", "CRITERION_REGISTRY", "EMBEDDING_SOURCE_REGISTRY
            "META_ARCH_REGISTRY", "PROPOSAL_GENERATOR_REGISTRY", "ROI_HEADS_REGISTRY",
            "ROI_MASK_HEAD_REGISTRY", "SCORER_REGISTRY", "build_backbone", "build_from_registry",
            "build_model", *_LAZY]
-_lazy_getattr, _lazy_dir = lazy_exports(__name__, _LAZY)
-__getattr__ = _lazy_getattr
+__getattr__, _ = lazy_exports(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

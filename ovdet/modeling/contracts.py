@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
 from torchvision.models.detection.image_list import ImageList
 
 from ..clip.vit import CLIPViTTrunk, TrunkOutput
@@ -21,6 +22,26 @@ class ShapeSpec:
 
     channels: int
     stride: int
+
+
+@runtime_checkable
+class MetaArchitecture(Protocol):
+    """What training, evaluation, checkpoints and the predictor use of a whole model."""
+
+    vocabulary: nn.Module
+
+    @property
+    def base_names(self) -> list[str]: ...
+
+    def set_vocabulary(self, names: list[str], templates: list[str] | None = None,
+                       embeddings: torch.Tensor | None = None) -> None: ...
+
+    def set_training_vocabulary(self, names: list[str],
+                                image_counts: list[int] | None = None) -> None: ...
+
+    def set_base_names(self, names: list[str]) -> None: ...
+
+    def __call__(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor] | list[dict]: ...
 
 
 @runtime_checkable
@@ -57,7 +78,8 @@ class ROIHeads(Protocol):
 
     def __call__(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
                  image_sizes: list[tuple[int, int]], class_embeddings: torch.Tensor,
-                 targets: list[dict] | None = None, class_weights: torch.Tensor | None = None
+                 targets: list[dict] | None = None,
+                 class_image_counts: torch.Tensor | None = None
                  ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]: ...
 
     def predict_masks(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
@@ -112,7 +134,7 @@ class Scorer(Protocol):
 
 @runtime_checkable
 class Criterion(Protocol):
-    """RoI training results -> named scalar losses."""
+    """RoI training results -> named scalar losses (an ``nn.Module``)."""
 
     def __call__(self, roi_results: list[dict[str, torch.Tensor]], class_embeddings: torch.Tensor,
                  targets: list[dict]) -> dict[str, torch.Tensor]: ...

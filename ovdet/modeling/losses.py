@@ -16,11 +16,15 @@ def weighted_losses(losses: Mapping[str, torch.Tensor], weights: Mapping[str, fl
             if weights.get(name, 1.0) != 0}
 
 
-def check_loss_weights(weights: Mapping[str, float], known: set[str]) -> None:
-    """``ConfigError`` for a weight that is not a number or names a loss nobody returns."""
+def check_loss_weight_values(weights: Mapping[str, float]) -> None:
+    """``ConfigError`` for a weight that is not a number >= 0."""
     for name, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise ConfigError(f"MODEL.LOSS_WEIGHTS.{name} must be a number >= 0, got {weight!r}")
+
+
+def check_loss_weight_names(weights: Mapping[str, float], known: set[str]) -> None:
+    """``ConfigError`` for a weight that names a loss nobody returns (``known``: the losses)."""
     unknown = sorted(set(weights) - known)
     if unknown:
         raise ConfigError(f"MODEL.LOSS_WEIGHTS names {unknown}, which no head or criterion "

@@ -37,9 +37,13 @@ def load_builtin_components() -> None:
     global _builtins_loaded
     if _builtins_loaded:
         return
-    _builtins_loaded = True
-    for module in BUILTIN_COMPONENT_MODULES:
-        importlib.import_module(module)
+    _builtins_loaded = True  # first, so that a component module may read a registry
+    try:
+        for module in BUILTIN_COMPONENT_MODULES:
+            importlib.import_module(module)
+    except BaseException:
+        _builtins_loaded = False  # the next read tries again and raises the real error
+        raise
 
 
 class ComponentRegistry(Registry):
@@ -60,6 +64,11 @@ class ComponentRegistry(Registry):
     def names(self) -> list[str]:
         """The registered names, sorted."""
         return sorted(name for name, _ in self)
+
+    @property
+    def kind(self) -> str:
+        """What the registry holds, for messages: ``"roi_heads"``."""
+        return self._name.lower()
 
 
 def _registry(name: str, contract: str) -> ComponentRegistry:
@@ -91,12 +100,14 @@ in training; ``propose_with_scores(images, features) -> (proposals, objectness: 
 ``output_shape()``.""")
 ROI_HEADS_REGISTRY = _registry("ROI_HEADS", """Per-region heads (:class:`contracts.ROIHeads`).
 
-``heads(features, proposals, image_sizes, class_embeddings (C, D), targets=None) -> (results,
-losses)`` in both modes (``losses`` is empty at inference). ``results`` per image: training
+``heads(features, proposals, image_sizes, class_embeddings (C, D), targets=None,
+class_image_counts=None) -> (results, losses)`` in both modes (``losses`` is empty at inference;
+``class_image_counts``: (C,) training images per class, or None). ``results`` per image: training
 ``{"boxes": (R, 4) sampled proposals, "labels": (R,) in [0, C] (C = background),
 "region_embeddings": (R, D) unit norm, "logits": (R, C + 1)}``; inference ``{"boxes": (P, 4)
-decoded xyxy, "probabilities": (P, C), "region_embeddings": (P, D)}``. ``predict_masks(features,
-boxes, image_sizes)`` and ``mask_on``. Built as ``cls(cfg, input_shape, embed_dim)``.""")
+decoded xyxy, "probabilities": (P, C), "region_embeddings": (P, D)}``, row p for proposal p (the
+scorer pairs rows with the proposals and their objectness). ``predict_masks(features, boxes,
+image_sizes)`` and ``mask_on``. Built as ``cls(cfg, input_shape, embed_dim)``.""")
 ROI_MASK_HEAD_REGISTRY = _registry("ROI_MASK_HEAD", """Mask heads on RoI features
 (:class:`contracts.MaskHead`).
 
@@ -115,19 +126,20 @@ SCORER_REGISTRY = _registry("SCORER", """Detection scoring policies (:class:`con
 combines the RoI head's class probabilities with CLIP's region scores (the trunk's kept states,
 the proposals and their objectness are in ``inputs``). Thresholds, NMS and top-k come after.
 Built as ``cls(cfg)``.""")
-CRITERION_REGISTRY = _registry("CRITERION", """Extra training losses (:class:`contracts.Criterion`),
-named in ``MODEL.CRITERIA`` and weighted by ``MODEL.LOSS_WEIGHTS`` like every other loss.
+CRITERION_REGISTRY = _registry("CRITERION", """Extra training losses (:class:`contracts.Criterion`):
+``nn.Module``s (their parameters, if any, train and are saved with the detector), named in
+``MODEL.CRITERIA`` and weighted by ``MODEL.LOSS_WEIGHTS`` like every other loss.
 
 ``criterion(roi_results, class_embeddings (C, D), targets) -> {"loss_name": scalar}``, with
 ``roi_results`` the RoI heads' training results (sampled boxes, labels, region embeddings).
 Built as ``cls(cfg)``.""")
 
 
-def build_from_registry(registry: Registry, name: str, cfg: CfgNode, *args: Any) -> Any:
+def build_from_registry(registry: ComponentRegistry, name: str, cfg: CfgNode, *args: Any) -> Any:
     """``registry.get(name)(cfg, *args)``, with an unknown name reported with the known ones."""
     if name not in registry:
-        known = ", ".join(sorted(k for k, _ in registry)) or "none registered"
-        raise ConfigError(f"no {registry._name.lower()} named {name!r}; known: {known}")
+        known = ", ".join(registry.names()) or "none registered"
+        raise ConfigError(f"no {registry.kind} named {name!r}; known: {known}")
     return registry.get(name)(cfg, *args)
 
 

@@ -22,15 +22,16 @@ from ..config import CfgNode, configurable
 from .registry import EMBEDDING_SOURCE_REGISTRY
 
 
+def prompt_name(name: str) -> str:
+    """The text a name is embedded as: LVIS's underscores read as spaces (``"bat (animal)"``),
+    white space collapsed."""
+    return " ".join(name.replace("_", " ").split())
+
+
 def normalize_class_name(name: str) -> str:
     """The form names are compared in: ``" Tomato"`` -> ``"tomato"``, ``"bat_(animal)"`` ->
     ``"bat (animal)"``, ``"ice  cube"`` -> ``"ice cube"``."""
-    return " ".join(name.replace("_", " ").split()).casefold()
-
-
-def prompt_name(name: str) -> str:
-    """The text a name is embedded as: LVIS's underscores read as spaces (``"bat (animal)"``)."""
-    return " ".join(name.replace("_", " ").split())
+    return prompt_name(name).casefold()
 
 
 def check_class_names(names: Any, what: str = "vocabulary") -> list[str]:
@@ -40,6 +41,9 @@ def check_class_names(names: Any, what: str = "vocabulary") -> list[str]:
     if isinstance(names, (str, bytes)):
         raise ValueError(f"the {what} must be a list of class names, got the single string "
                          f"{names!r}; write [{names!r}] for one class")
+    if isinstance(names, (set, frozenset, dict)):
+        raise ValueError(f"the {what} must be an ordered list of class names (class i is the "
+                         f"i-th name), got a {type(names).__name__}")
     try:
         names = list(names)
     except TypeError:
@@ -134,11 +138,16 @@ class Vocabulary(nn.Module):
         expected = (len(names), self.embeddings.shape[1])
         if embeddings is not None and (embeddings.ndim != 2 or tuple(embeddings.shape) != expected):
             raise ValueError(f"class embeddings must be {expected}, got {tuple(embeddings.shape)}")
-        self._given = embeddings is not None
+        given = embeddings is not None
         if embeddings is None:
             with torch.no_grad():
                 embeddings = self.source(names)
+            if tuple(embeddings.shape) != expected:
+                raise ValueError(f"the embedding source {type(self.source).__name__} returned "
+                                 f"{tuple(embeddings.shape)} embeddings for {expected[0]} names; "
+                                 f"the detector needs {expected}")
         self.embeddings = F.normalize(embeddings.detach().float(), dim=-1).to(self.embeddings.device)
+        self._given = given
         self.names = names
         self._stale = False
         self._update_novel_mask()
@@ -148,9 +157,13 @@ class Vocabulary(nn.Module):
         self.base_names = list(names)
         self._update_novel_mask()
 
-    def set_image_counts(self, counts: Sequence[int] | torch.Tensor) -> None:
+    def set_image_counts(self, counts: Sequence[int] | torch.Tensor | None) -> None:
         """(C,) images of the training set that hold each class of the current names (federated
-        loss weights); they stay with their names across vocabulary changes."""
+        loss weights), or None to forget them; they stay with their names across vocabulary
+        changes."""
+        if counts is None:
+            self._image_counts = {}
+            return
         counts = torch.as_tensor(counts, dtype=torch.float32)
         if counts.shape != (len(self.names),) or (counts < 0).any():
             raise ValueError(f"image counts must be {len(self.names)} non-negative numbers, got "

@@ -50,6 +50,9 @@ class CLIPViTSimpleFPN(nn.Module):
         super().__init__()
         if not 0 <= trainable_blocks <= trunk.depth:
             raise ValueError(f"trainable_blocks must be in [0, {trunk.depth}], got {trainable_blocks}")
+        if list(strides) != sorted(set(strides)):
+            raise ValueError(f"strides must be distinct and ascending (fine to coarse maps), got "
+                             f"{tuple(strides)}")
         for stride in strides:
             ratio = math.log2(trunk.patch_size / stride)
             if ratio != int(ratio):

@@ -27,7 +27,7 @@ from torchvision.ops import boxes as box_ops
 from ...clip import CLIPBundle, CLIPViTTrunk, class_embeddings, load_clip
 from ...config import CfgNode, configurable
 from ..contracts import ScoringInputs
-from ..losses import check_loss_weights, weighted_losses
+from ..losses import check_loss_weight_names, check_loss_weight_values, weighted_losses
 from ..registry import (CRITERION_REGISTRY, EMBEDDING_SOURCE_REGISTRY, META_ARCH_REGISTRY,
                         PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY, SCORER_REGISTRY,
                         build_backbone, build_from_registry)
@@ -72,7 +72,7 @@ class OpenVocabRCNN(nn.Module):
         self.scorer = CLIPEnsembleScorer() if scorer is None else scorer
         self.criteria = nn.ModuleDict(dict(criteria or {}))
         self.loss_weights = dict(loss_weights or {})
-        check_loss_weights(self.loss_weights, set(self.loss_weights))  # values only, for now
+        check_loss_weight_values(self.loss_weights)
         self._loss_names_checked = False
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_image = detections_per_image
@@ -115,7 +115,8 @@ class OpenVocabRCNN(nn.Module):
 
     @property
     def class_embeddings(self) -> torch.Tensor:
-        """(C, D) unit-norm embeddings of the current vocabulary."""
+        """(C, D) unit-norm embeddings of the current vocabulary, as last computed (a trainable
+        source's are re-computed by ``self.vocabulary()``)."""
         return self.vocabulary.embeddings
 
     @property
@@ -141,11 +142,12 @@ class OpenVocabRCNN(nn.Module):
     def set_training_vocabulary(self, names: Sequence[str],
                                 image_counts: Sequence[int] | None = None) -> None:
         """The (base) classes the detector is trained on: its vocabulary, remembered as base;
-        ``image_counts`` (training images per class) weigh the federated loss's sampling."""
-        self.vocabulary.set_base_names(check_class_names(names, "training vocabulary"))
+        ``image_counts`` (training images per class) weigh the federated loss's sampling (None:
+        uniform, until the trainer counts its training set)."""
+        names = check_class_names(names, "training vocabulary")
         self.set_vocabulary(names)
-        if image_counts is not None:
-            self.vocabulary.set_image_counts(image_counts)
+        self.vocabulary.set_base_names(names)
+        self.vocabulary.set_image_counts(image_counts)
 
     def set_base_names(self, names: Sequence[str]) -> None:
         """Which names count as base (trained on), e.g. when loading a checkpoint."""
@@ -174,15 +176,15 @@ class OpenVocabRCNN(nn.Module):
         _, features = self.backbone(images.tensors)
         targets = [{k: v.to(self.device) for k, v in x["instances"].items()} for x in batched_inputs]
         proposals, losses = self.proposal_generator(images, features, targets)
-        roi_results, roi_losses = self.roi_heads(features, proposals, images.image_sizes,
-                                                 class_embeddings, targets,
-                                                 self.vocabulary.image_counts)
+        roi_results, roi_losses = self.roi_heads(
+            features, proposals, images.image_sizes, class_embeddings, targets=targets,
+            class_image_counts=self.vocabulary.image_counts)
         losses = self._merged(losses, roi_losses, "the RoI heads")
         for name, criterion in self.criteria.items():
             losses = self._merged(losses, criterion(roi_results, class_embeddings, targets),
                                   f"criterion {name!r}")
         if not self._loss_names_checked:
-            check_loss_weights(self.loss_weights, set(BUILTIN_LOSSES) | set(losses))
+            check_loss_weight_names(self.loss_weights, set(BUILTIN_LOSSES) | set(losses))
             self._loss_names_checked = True
         return weighted_losses(losses, self.loss_weights)
 

@@ -78,14 +78,15 @@ class OpenVocabROIHeads(nn.Module):
     ``loss_cls``, ``loss_box_reg`` (and ``loss_mask``); inference returns the decoded
     class-agnostic boxes (P, 4) xyxy, class probabilities (P, C) without background and region
     embeddings, and no losses. Masks of final boxes come from :meth:`predict_masks`.
+    ``class_image_counts``: (C,) training images per class, the base of the federated sampling
+    weights (uniform when None).
 
     Args:
         in_channels: channels of every feature map.
         featmap_names: the maps RoI align reads (the backbone's ``output_shape()`` keys).
         embed_dim: D, CLIP's joint-space width.
         mask_head: a ``ROI_MASK_HEAD_REGISTRY`` module, or None for boxes only.
-        class_image_counts (forward): (C,) training images per class, the federated sampling
-            weights' base (uniform when not given).
+        fed_num_classes, fed_freq_weight_power: the federated loss (module doc).
     """
 
     @configurable
