@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .config import CfgNode
 from .data.image_io import read_image
@@ -92,9 +93,9 @@ class OVPredictor:
 
 
 def as_image_list(images: Sequence | Any) -> list:
-    """``images`` as a list: a single path, array or tensor is one image (a path is never read
-    as its characters, an (H, W, C) array never as H rows)."""
-    if isinstance(images, (str, bytes, os.PathLike, np.ndarray, torch.Tensor)):
+    """``images`` as a list: a single path, array, tensor or PIL image is one image (a path is
+    never read as its characters, an (H, W, C) array never as H rows)."""
+    if isinstance(images, (str, os.PathLike, np.ndarray, torch.Tensor, Image.Image)):
         return [images]
     if not isinstance(images, Sequence):
         raise TypeError(f"images must be a path, an array, a tensor or a list of them, got "

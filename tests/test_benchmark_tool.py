@@ -36,3 +36,10 @@ def test_vocabulary_names_extend_coco(benchmark):
     assert len(set(names)) == 67 and names[:2] == ["person", "bicycle"]
     assert names[-2:] == ["category 66", "category 67"]
     assert benchmark.vocabulary_names(3) == names[:3]
+
+
+def test_detector_config_errors_are_one_line(benchmark, tmp_path):
+    with pytest.raises(SystemExit, match="error: config file not found: .*nope.yaml"):
+        benchmark.main(["detector", "--config-file", str(tmp_path / "nope.yaml")])
+    with pytest.raises(SystemExit, match="error: unknown config key MODEL.RPN.NMS_THRESHOLD"):
+        benchmark.main(["detector", "MODEL.RPN.NMS_THRESHOLD", "0.5"])

@@ -127,3 +127,11 @@ def test_every_shipped_config_merges(path):
     cfg = get_cfg()
     cfg.merge_from_file(path)
     assert len(cfg.MODEL.RPN.ANCHOR_SIZES) == len(cfg.MODEL.BACKBONE.STRIDES)
+
+
+def test_a_frozen_config_refuses_overrides():
+    cfg = get_cfg()
+    cfg.freeze()
+    with pytest.raises(ConfigError, match="frozen"):
+        cfg.merge_from_list(["MODEL.LOSS_WEIGHTS.loss_new", "1.0"])
+    assert "loss_new" not in cfg.MODEL.LOSS_WEIGHTS

@@ -35,7 +35,8 @@ def image_path(tmp_path_factory):
 
 def test_a_single_path_array_or_tensor_is_one_image(predictor, image_path):
     array = np.full((40, 56, 3), 90, np.uint8)
-    for single in (str(image_path), image_path, array, torch.from_numpy(array).permute(2, 0, 1)):
+    for single in (str(image_path), image_path, array, torch.from_numpy(array).permute(2, 0, 1),
+                   Image.fromarray(array)):
         results = predictor(single)
         assert len(results) == 1 and results[0]["boxes"].shape[1] == 4
         assert (results[0]["boxes"][:, 2] <= 56).all()  # the image's width, not a letter's

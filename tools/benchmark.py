@@ -51,7 +51,8 @@ import numpy as np
 import torch
 
 from ovdet.clip.load import load_clip
-from ovdet.config import get_cfg
+from ovdet.clip import WeightsNotFoundError
+from ovdet.config import ConfigError, get_cfg
 from ovdet.data.mapper import DatasetMapper
 from ovdet.data.ovd_splits import COCO_OVD_BASE_IDS, COCO_OVD_NAMES
 from ovdet.data.toyworld.categories import STUFF_CATEGORIES
@@ -259,7 +260,10 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
     if args.command == "detector":
-        print(json.dumps(detector(args), indent=2))
+        try:
+            print(json.dumps(detector(args), indent=2))
+        except (ConfigError, WeightsNotFoundError, FileNotFoundError) as error:
+            sys.exit(f"error: {error}")
         return
     try:
         print(json.dumps(pseudo_boxes(args), indent=2))

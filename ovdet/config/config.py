@@ -88,6 +88,9 @@ class CfgNode(_FvcoreCfgNode):
         self._merge_checked(self._checked(self, loaded, ""), source=str(cfg_filename))
 
     def merge_from_list(self, cfg_list: list) -> None:
+        if self.is_frozen():
+            raise ConfigError("the config is frozen; merge overrides before freeze() (or into "
+                              "cfg.clone())")
         if len(cfg_list) % 2:
             raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd number: {cfg_list}")
         pairs = list(zip(cfg_list[0::2], cfg_list[1::2]))
