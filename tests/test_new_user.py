@@ -422,3 +422,22 @@ def test_train_net_dataset_flag_registers_own_data(tiny_world, config_file, tmp_
     assert "own_val" in json.loads((tmp_path / "run/eval_metrics.json").read_text())
     with pytest.raises(SystemExit):  # argparse: usage and one error line
         train(config_file, tmp_path / "bad", flags=["--dataset", "own=only.json"])
+
+
+# 10. review fixes: checkpoints with numpy arrays, class names, --resume, demo writes,
+# vocabulary arguments, --dataset paths
+
+
+def test_checkpoint_with_numpy_arrays_loads_and_a_cut_one_is_corrupt(tmp_path):
+    from ovdet.engine.checkpoint import CheckpointError, DetectorCheckpointer
+
+    model = torch.nn.Linear(2, 1)
+    path = tmp_path / "converted.pth"
+    torch.save({"model": {"weight": np.full((1, 2), 3.0, np.float32),
+                          "bias": np.zeros(1, np.float32)}}, path)
+    DetectorCheckpointer(model).load(str(path))
+    assert torch.equal(model.weight.detach(), torch.full((1, 2), 3.0))
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="cut.pth cannot be read, it is truncated or corrupt"):
+        DetectorCheckpointer(model).load(str(cut))

@@ -1,19 +1,32 @@
 """fvcore's Checkpointer, also saving and restoring the detector's base class names (the names
 it was trained on, which decide the base/novel ensemble weights at inference), with errors that
 name the file: a missing checkpoint is a ``FileNotFoundError``, an unreadable one (truncated,
-garbage, not a checkpoint) a :class:`CheckpointError`."""
+garbage, not a checkpoint) a :class:`CheckpointError`.
+
+Files are read with ``torch.load(weights_only=True)`` first; a file that holds other Python objects
+than tensors (numpy arrays in ``"model"``, as fvcore's format allows and converted detectron2
+weights have) is read again with ``weights_only=False``, as fvcore itself does: a checkpoint is a
+local file the user named, and loading it runs its pickled code, so only load files you trust."""
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import struct
 import zipfile
 from typing import Any
 
+import torch
 from fvcore.common.checkpoint import Checkpointer
 
-# What torch.load raises on a file that is not a whole checkpoint (truncated zip, random bytes).
-_UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, ValueError,
-               OSError)
+logger = logging.getLogger(__name__)
+
+# What torch.load raises on a file that is not a whole checkpoint (truncated zip, random bytes,
+# a cut legacy file); a RuntimeError only counts when its message is one of torch's read errors.
+_DAMAGED = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error)
+_DAMAGED_RUNTIME_MESSAGES = ("PytorchStreamReader", "unexpected EOF", "corrupt")
+# The start of torch's message when weights_only=True meets an object that is not a tensor.
+_WEIGHTS_ONLY_FAILED = "Weights only load failed"
 
 
 class CheckpointError(ValueError):
@@ -34,12 +47,19 @@ class DetectorCheckpointer(Checkpointer):
         return super().load(path, checkpointables)
 
     def _load_file(self, f: str) -> dict[str, Any]:
+        """``torch.load`` of ``f`` (module doc); a CheckpointError for a damaged or unreadable
+        file."""
         try:
-            checkpoint = super()._load_file(f)
-        except _UNREADABLE as error:
-            detail = str(error).split(". ")[0].splitlines()[0] if str(error) else "no details"
+            checkpoint = read_checkpoint(f)
+        except OSError as error:
+            raise CheckpointError(f"checkpoint {f} cannot be read ({type(error).__name__}: "
+                                  f"{error.strerror or error}); check the file's permissions"
+                                  ) from None
+        except (*_DAMAGED, RuntimeError) as error:
+            if not is_damaged_file_error(error):
+                raise
             raise CheckpointError(f"checkpoint {f} cannot be read, it is truncated or corrupt "
-                                  f"({type(error).__name__}: {detail})") from None
+                                  f"({type(error).__name__}: {first_sentence(error)})") from None
         if not isinstance(checkpoint, dict) or "model" not in checkpoint:
             raise CheckpointError(f"{f} is not an ovdet checkpoint (no 'model' entry)")
         return checkpoint
@@ -49,3 +69,28 @@ class DetectorCheckpointer(Checkpointer):
         if base_names is not None and hasattr(self.model, "set_base_names"):
             self.model.set_base_names(base_names)
         return super()._load_model(checkpoint)
+
+
+def read_checkpoint(f: str) -> Any:
+    """``torch.load(f)`` on the CPU: tensors only when that suffices, else (the file holds numpy
+    arrays or other objects) with ``weights_only=False``, as fvcore loads checkpoints."""
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if not str(error).startswith(_WEIGHTS_ONLY_FAILED):
+            raise
+    logger.info("%s holds objects other than tensors; loading it with weights_only=False", f)
+    return torch.load(f, map_location="cpu", weights_only=False)
+
+
+def is_damaged_file_error(error: BaseException) -> bool:
+    """Whether ``error`` (raised by ``torch.load``) means the file is not a whole checkpoint."""
+    if isinstance(error, RuntimeError):
+        return any(m in str(error) for m in _DAMAGED_RUNTIME_MESSAGES)
+    return isinstance(error, _DAMAGED)
+
+
+def first_sentence(error: BaseException) -> str:
+    """The first line and sentence of ``error``'s message, or "no details"."""
+    text = str(error).strip()
+    return text.split(". ")[0].splitlines()[0] if text else "no details"
