@@ -441,3 +441,34 @@ def test_checkpoint_with_numpy_arrays_loads_and_a_cut_one_is_corrupt(tmp_path):
     cut.write_bytes(path.read_bytes()[:200])
     with pytest.raises(CheckpointError, match="cut.pth cannot be read, it is truncated or corrupt"):
         DetectorCheckpointer(model).load(str(cut))
+
+
+@pytest.mark.parametrize("split", ["TRAIN", "TEST"])
+def test_clashing_class_names_found_before_building_the_model(tiny_world, config_file, tmp_path,
+                                                               monkeypatch, split):
+    from ovdet.data import register_coco_instances
+
+    source = json.loads((tiny_world / "annotations/instances_train.json").read_text())
+    source["categories"][:2] = [{"id": source["categories"][0]["id"], "name": "Person"},
+                                {"id": source["categories"][1]["id"], "name": "person"}]
+    (tmp_path / "clash.json").write_text(json.dumps(source))
+    register_coco_instances(f"clash_{split}", str(tmp_path / "clash.json"),
+                            str(tiny_world / "train"))
+    tool = load_tool("train_net")
+    monkeypatch.setattr(tool, "build_model", lambda cfg: pytest.fail("model built"))
+    with pytest.raises(SystemExit) as error:
+        tool.main(["--config-file", config_file, *TINY_DETECTOR, "OUTPUT_DIR", str(tmp_path / "o"),
+                   f"DATASETS.{split}", f"('clash_{split}',)"])
+    message = str(error.value)
+    assert message.startswith("error: ") and message.count("\n") == 0
+    assert f"dataset 'clash_{split}'" in message and "'Person' and 'person'" in message
+
+
+def test_resume_needs_no_model_weights_file(trained, config_file, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    train(config_file, run, "MODEL.WEIGHTS", str(tmp_path / "gone.pth"), flags=["--resume"])
+    assert (run / "model_final.pth").is_file()
+    with pytest.raises(SystemExit, match="MODEL.WEIGHTS file not found: .*gone.pth"):
+        train(config_file, tmp_path / "fresh", "MODEL.WEIGHTS", str(tmp_path / "gone.pth"),
+              flags=["--resume"])

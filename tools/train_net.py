@@ -38,6 +38,7 @@ from ovdet.engine.launch import (default_argument_parser, register_datasets,
                                  setup_logging)
 from ovdet.engine.trainer import Trainer, training_vocabulary, write_config
 from ovdet.modeling.registry import build_model
+from ovdet.modeling.vocabulary import check_class_names
 
 logger = logging.getLogger("ovdet.train_net")
 # What a user's config, data or files can cause, and a diverging loss (its message says what to
@@ -47,19 +48,37 @@ USER_ERRORS = (ConfigError, WeightsNotFoundError, FileNotFoundError, UnknownData
 
 
 def check_datasets(cfg, eval_only: bool) -> list[str]:
-    """Fail fast on unregistered names (DATASETS.TEST, and DATASETS.TRAIN when training) and on
-    unusable training sets; returns the training vocabulary ([] for ``eval_only``)."""
+    """Fail fast on unregistered names (DATASETS.TEST, and DATASETS.TRAIN when training), on
+    class lists the model would refuse and on unusable training sets; returns the training
+    vocabulary ([] for ``eval_only``)."""
+    names = [] if eval_only else list(cfg.DATASETS.TRAIN)
     if not eval_only:
         DatasetCatalog.check(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
     DatasetCatalog.check(cfg.DATASETS.TEST, "DATASETS.TEST")
-    return [] if eval_only else training_vocabulary(list(cfg.DATASETS.TRAIN))
+    for name in dict.fromkeys([*names, *cfg.DATASETS.TEST]):
+        check_dataset_classes(name)
+    return [] if eval_only else training_vocabulary(names)
 
 
-def check_weights(cfg, eval_only: bool) -> None:
-    """MODEL.WEIGHTS must name an existing file when given, and be given for ``eval_only``."""
+def check_dataset_classes(name: str) -> None:
+    """A DatasetError when dataset ``name``'s class names are not a valid vocabulary (e.g. two
+    names of one class, "Person" and "person"), before the model is built or trained."""
+    classes = DatasetCatalog.metadata(name).thing_classes
+    try:
+        check_class_names(classes, f"class list of dataset {name!r}")
+    except ValueError as error:
+        raise DatasetError(f"{error}; rename or merge these categories in its annotation file"
+                           ) from None
+
+
+def check_weights(cfg, eval_only: bool, resume: bool = False) -> None:
+    """MODEL.WEIGHTS must name an existing file when given, and be given for ``eval_only``; it
+    need not exist when ``resume`` will continue from OUTPUT_DIR/last_checkpoint (never read)."""
     if eval_only and not cfg.MODEL.WEIGHTS:
         raise ConfigError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
-    if cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
+    resuming = (resume and not eval_only
+                and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")))
+    if cfg.MODEL.WEIGHTS and not resuming and not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise FileNotFoundError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS}")
 
 
@@ -71,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = setup_config(args)
         register_datasets(args.dataset, [] if args.eval_only else list(cfg.DATASETS.TRAIN))
         vocabulary = check_datasets(cfg, args.eval_only)
-        check_weights(cfg, args.eval_only)
+        check_weights(cfg, args.eval_only, args.resume)
         device = init_from_environment(cfg.MODEL.DEVICE)
         setup_logging(cfg.OUTPUT_DIR, get_rank())
         cfg.defrost()
