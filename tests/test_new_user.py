@@ -472,3 +472,26 @@ def test_resume_needs_no_model_weights_file(trained, config_file, tmp_path):
     with pytest.raises(SystemExit, match="MODEL.WEIGHTS file not found: .*gone.pth"):
         train(config_file, tmp_path / "fresh", "MODEL.WEIGHTS", str(tmp_path / "gone.pth"),
               flags=["--resume"])
+
+
+def test_demo_output_that_cannot_be_written_is_one_error_line(trained, tmp_path, monkeypatch):
+    toy_image(tmp_path / "in" / "a.png")
+    (tmp_path / "a_file").write_text("mine")
+    with pytest.raises(SystemExit) as error:
+        demo(trained, "--input", str(tmp_path / "in"), "--vocabulary", "tomato",
+             "--output", str(tmp_path / "a_file" / "sub"))
+    message = str(error.value)
+    assert message.startswith("error: cannot write to --output ") and "a_file" in message
+    assert message.count("\n") == 0
+
+    def disk_full(path, image):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ovdet.utils.visualize.save_png", disk_full)
+    with pytest.raises(SystemExit) as error:
+        demo(trained, "--input", str(tmp_path / "in"), "--vocabulary", "tomato",
+             "--output", str(tmp_path / "out"))
+    message = str(error.value)
+    assert message.startswith("error: cannot write ")
+    assert "a.png (No space left on device)" in message
+    assert message.count("\n") == 0

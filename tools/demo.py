@@ -14,8 +14,9 @@ categories, or a text file with one name per line).
 
 A missing input or a file that cannot be read is named in one ``skipped:`` line and the others go
 on; so is an image whose output would overwrite an input (an output folder that is an input
-folder is refused outright). Exit status 1 with one ``error:`` line on bad arguments, or when no
-image could be processed.
+folder is refused outright). Exit status 1 with one ``error:`` line on bad arguments, on an output
+that cannot be written (checked before the first image, and at each write), or when no image
+could be processed.
 """
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ovdet.clip import WeightsNotFoundError
 from ovdet.config import ConfigError, get_cfg
@@ -35,6 +39,10 @@ from ovdet.utils.io import atomic_write_json
 from ovdet.utils.visualize import draw_detections, save_png
 
 SUFFIXES = (".png", ".json")  # what each image writes
+
+
+class OutputError(Exception):
+    """An output that cannot be written (folder not creatable or writable, disk full)."""
 
 
 def expand_inputs(entries: list[str]) -> tuple[list[Path], list[str]]:
@@ -94,6 +102,23 @@ def check_output_folder(output: Path, entries: list[str]) -> None:
                              "would overwrite your images. Choose another folder")
 
 
+def prepare_output_folder(output: Path) -> None:
+    """Create ``output`` and write a temporary file in it, so that an output that cannot be
+    written is one OutputError before any image is processed."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as error:
+        raise OutputError(f"cannot write to --output {output} ({reason(error)}); choose a "
+                          "writable folder") from None
+
+
+def reason(error: OSError) -> str:
+    """``error``'s message without the path (the caller names it)."""
+    return error.strerror or str(error)
+
+
 def overwritten_input(output: Path, name: str, inputs: set[Path]) -> Path | None:
     """The input that writing ``name``'s results into ``output`` would overwrite, if any."""
     for suffix in SUFFIXES:
@@ -140,11 +165,22 @@ def write_result(predictor: OVPredictor, image, output: Path, name: str,
     labels = [label for label, k in zip(result["labels"], keep) if k]
     masks = result["masks"][keep] if result["masks"] is not None else None
     drawn = draw_detections(image, result["boxes"][keep], labels, result["scores"][keep], masks)
-    save_png(output / f"{name}.png", drawn)
-    atomic_write_json(output / f"{name}.json", [
-        {"bbox": [round(float(v), 2) for v in box], "score": round(float(score), 4),
-         "category": label}
-        for box, score, label in zip(result["boxes"][keep], result["scores"][keep], labels)])
+    detections = [{"bbox": [round(float(v), 2) for v in box], "score": round(float(score), 4),
+                   "category": label}
+                  for box, score, label in zip(result["boxes"][keep], result["scores"][keep],
+                                               labels)]
+    write_file(output / f"{name}.png", save_png, drawn)
+    write_file(output / f"{name}.json", atomic_write_json, detections)
+
+
+def write_file(path: Path, write: Callable[[Path, Any], None], data: Any) -> None:
+    """``write(path, data)``; an OSError (folder gone or read-only, disk full) is an
+    OutputError that names ``path``."""
+    try:
+        write(path, data)
+    except OSError as error:
+        raise OutputError(f"cannot write {path} ({reason(error)}); check that its folder is "
+                          "writable and its disk has free space") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,8 +191,10 @@ def main(argv: list[str] | None = None) -> None:
         check_output_folder(output, args.input)
         paths, skipped = expand_inputs(args.input)
         predictor = build_predictor(args) if paths else None
+        if paths:
+            prepare_output_folder(output)
     except (ConfigError, WeightsNotFoundError, CheckpointError, ValueError,
-            FileNotFoundError) as error:
+            FileNotFoundError, OutputError) as error:
         sys.exit(f"error: {error}")
     for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
@@ -173,7 +211,10 @@ def main(argv: list[str] | None = None) -> None:
         except ImageReadError as error:
             print(f"skipped: {error}", file=sys.stderr)
             continue
-        write_result(predictor, image, output, name, args.confidence)
+        try:
+            write_result(predictor, image, output, name, args.confidence)
+        except OutputError as error:
+            sys.exit(f"error: {error} ({written} of {len(paths)} images written)")
         written += 1
     total = len(paths) + len(skipped)
     print(f"wrote {written} of {total} images to {output}")
