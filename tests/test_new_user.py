@@ -495,3 +495,23 @@ def test_demo_output_that_cannot_be_written_is_one_error_line(trained, tmp_path,
     assert message.startswith("error: cannot write ")
     assert "a.png (No space left on device)" in message
     assert message.count("\n") == 0
+
+
+def test_vocabulary_argument_is_a_path_only_when_it_looks_like_one(tmp_path, monkeypatch):
+    from ovdet.pseudo.captions import load_vocabulary
+
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="empty vocabulary"):
+            load_vocabulary(empty)
+    (tmp_path / "tomato").mkdir()  # a folder that happens to share a class name
+    assert load_vocabulary("tomato").names == ["tomato"]
+    (tmp_path / "egg").write_text("egg\nice cube\n")  # an existing file without a suffix
+    assert load_vocabulary("egg").names == ["egg", "ice cube"]
+    assert load_vocabulary("egg,tomato").names == ["egg", "tomato"]
+    with pytest.raises(FileNotFoundError, match="tv/monitor .*goes in a .txt file"):
+        load_vocabulary("tv/monitor")
+    (tmp_path / "names.txt").write_text("tv/monitor\n")
+    assert load_vocabulary("names.txt").names == ["tv/monitor"]
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        load_vocabulary("./tomato")

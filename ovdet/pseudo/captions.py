@@ -14,9 +14,11 @@ them apart by their keys.
 
 A vocabulary argument (:func:`load_vocabulary`) is a vocabulary file (a COCO / LVIS json's
 ``categories``, or a text file with one ``name[, synonym, ...]`` per line; see
-:class:`~ovdet.pseudo.vocabulary.NounVocabulary`) or comma-separated names. An argument that looks
-like a path (it has a path separator or a file suffix such as ``.json`` / ``.txt``) but names no
-file is an error, never a class name.
+:class:`~ovdet.pseudo.vocabulary.NounVocabulary`) or comma-separated names. It is a path when it
+looks like one (it has a path separator, or ends in ``.json`` / ``.txt`` / ``.csv``): then it
+must name an existing file, and is an error otherwise, never a class name; so a name with a "/"
+("tv/monitor") goes in a text file. Without those marks it is a path only when it has no comma
+and names an existing file; anything else (a name that matches a folder, too) is class names.
 """
 from __future__ import annotations
 
@@ -105,16 +107,20 @@ def looks_like_path(spec: str) -> bool:
 
 
 def load_vocabulary(spec: str) -> NounVocabulary:
-    """A vocabulary argument (module doc): a file that exists, or comma-separated names.
-    FileNotFoundError for a path-like ``spec`` that names no file; ValueError for no names."""
+    """A vocabulary argument (module doc): a file, or comma-separated names. FileNotFoundError
+    for a path-like ``spec`` that names no file; ValueError for no names."""
+    if not spec.strip():
+        raise ValueError("empty vocabulary: give names (\"a,b\") or a vocabulary file")
     path = Path(spec)
-    if path.is_file():
-        return NounVocabulary.from_file(path)
-    if path.is_dir():
-        raise FileNotFoundError(f"vocabulary {spec} is a folder; give a .json or .txt file")
     if looks_like_path(spec):
-        raise FileNotFoundError(f"vocabulary file not found: {spec} (comma-separated names "
-                                "must not contain '/' or end in a file suffix)")
+        if path.is_dir():
+            raise FileNotFoundError(f"vocabulary {spec} is a folder; give a .json or .txt file")
+        if not path.is_file():
+            raise FileNotFoundError(f"vocabulary file not found: {spec} (a name with '/' or a "
+                                    "file suffix goes in a .txt file, one name per line)")
+        return NounVocabulary.from_file(path)
+    if "," not in spec and path.is_file():
+        return NounVocabulary.from_file(path)
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
         raise ValueError(f"empty vocabulary: {spec!r}; give names (\"a,b\") or a file")
