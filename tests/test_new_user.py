@@ -2,6 +2,7 @@
 
 The tools run in-process (``main(argv)``) on the tiny toy world and a tiny random CLIP.
 """
+import argparse
 import json
 import logging
 import math
@@ -515,3 +516,17 @@ def test_vocabulary_argument_is_a_path_only_when_it_looks_like_one(tmp_path, mon
     assert load_vocabulary("names.txt").names == ["tv/monitor"]
     with pytest.raises(FileNotFoundError, match="is a folder"):
         load_vocabulary("./tomato")
+
+
+def test_dataset_flag_json_path_may_contain_a_colon(tmp_path):
+    from ovdet.engine.launch import parse_dataset_spec
+
+    json_file = str(tmp_path / "run:2" / "train.json")
+    spec = parse_dataset_spec(f"own={json_file}:{tmp_path / 'images'}:novel=zebra, okapi")
+    assert (spec.name, spec.json_file, spec.image_root) == ("own", json_file,
+                                                           str(tmp_path / "images"))
+    assert spec.novel == ("zebra", "okapi")
+    assert parse_dataset_spec(f"own={json_file}:img").json_file == json_file
+    for bad in ("own=only.json", "own=a.json:img:novel=", "=a.json:img"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_dataset_spec(bad)

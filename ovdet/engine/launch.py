@@ -27,12 +27,16 @@ class DatasetSpec:
 
 
 def parse_dataset_spec(text: str) -> DatasetSpec:
-    """``"mine=train.json:images/:novel=zebra,okapi"`` -> DatasetSpec (argparse type)."""
+    """``"mine=train.json:images/:novel=zebra,okapi"`` -> DatasetSpec (argparse type). The
+    ``:novel=`` suffix is the last one; JSON and IMAGE_ROOT are split at the last ``:`` before
+    it, so JSON may contain ``:`` (``C:/data/train.json``) but IMAGE_ROOT may not."""
     name, _, rest = text.partition("=")
-    rest, _, novel = rest.partition(":novel=")
-    json_file, _, image_root = rest.partition(":")
+    paths, marker, novel = rest.rpartition(":novel=")
+    if not marker:
+        paths, novel = rest, ""
+    json_file, _, image_root = paths.rpartition(":")
     novel_names = tuple(n.strip() for n in novel.split(",") if n.strip())
-    if not (name.strip() and json_file and image_root) or ("novel=" in text and not novel_names):
+    if not (name.strip() and json_file and image_root) or (marker and not novel_names):
         raise argparse.ArgumentTypeError(f"--dataset takes {DATASET_FORMAT}, got {text!r}")
     return DatasetSpec(name.strip(), json_file, image_root, novel_names)
 
@@ -67,7 +71,8 @@ def default_argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", type=parse_dataset_spec, action="append", default=[],
                         metavar=DATASET_FORMAT,
                         help="register a COCO-format dataset under NAME (repeatable); it keeps "
-                             "base classes only when NAME is in DATASETS.TRAIN of a training run")
+                             "base classes only when NAME is in DATASETS.TRAIN of a training "
+                             "run. JSON may contain ':', IMAGE_ROOT may not")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.MAX_ITER 100")
     return parser
