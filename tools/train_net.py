@@ -55,20 +55,21 @@ def check_datasets(cfg, eval_only: bool) -> list[str]:
     if not eval_only:
         DatasetCatalog.check(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
     DatasetCatalog.check(cfg.DATASETS.TEST, "DATASETS.TEST")
+    vocabulary = [] if eval_only else training_vocabulary(names)
     for name in dict.fromkeys([*names, *cfg.DATASETS.TEST]):
         check_dataset_classes(name)
-    return [] if eval_only else training_vocabulary(names)
+    return vocabulary
 
 
 def check_dataset_classes(name: str) -> None:
     """A DatasetError when dataset ``name``'s class names are not a valid vocabulary (e.g. two
     names of one class, "Person" and "person"), before the model is built or trained."""
-    classes = DatasetCatalog.metadata(name).thing_classes
+    metadata = DatasetCatalog.metadata(name)
     try:
-        check_class_names(classes, f"class list of dataset {name!r}")
+        check_class_names(metadata.thing_classes, f"class list of dataset {name!r}")
     except ValueError as error:
-        raise DatasetError(f"{error}; rename or merge these categories in its annotation file"
-                           ) from None
+        where = metadata.json_file or "its annotation file"
+        raise DatasetError(f"{error}; fix the categories in {where}") from None
 
 
 def check_weights(cfg, eval_only: bool, resume: bool = False) -> None:
