@@ -5,6 +5,8 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("OVDET_CACHE", tempfile.mkdtemp(prefix="ovdet-test-cache-"))
 
+import logging  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -67,3 +69,20 @@ def tiny_world(tmp_path_factory):
     register_coco_instances("tiny_val", str(root / "annotations/instances_val.json"),
                             str(root / "val"))
     return root
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """train_net configures the root logger for its process; undo that between tests."""
+    yield
+    for handler in logging.getLogger().handlers[:]:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    """A config naming the tiny world's datasets (see ``tiny_world``)."""
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text("DATASETS:\n  TRAIN: [tiny_train]\n  TEST: [tiny_val]\n")
+    return str(path)

@@ -28,22 +28,6 @@ from test_train_net import load_tool
 TOY_STUFF = [c.name for c in STUFF_CATEGORIES]
 
 
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    """train_net configures the root logger for its process; undo that between tests."""
-    yield
-    for handler in logging.getLogger().handlers[:]:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-
-
-@pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    path.write_text("DATASETS:\n  TRAIN: [tiny_train]\n  TEST: [tiny_val]\n")
-    return str(path)
-
-
 def train_net(*argv):
     load_tool("train_net").main(list(argv))
 

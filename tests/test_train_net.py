@@ -1,7 +1,6 @@
 """tools/train_net.py and tools/demo.py end to end on a tiny toy world and a tiny random CLIP."""
 import importlib.util
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +19,6 @@ def load_tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    """train_net configures the root logger for its process; undo that between tests."""
-    yield
-    for handler in logging.getLogger().handlers[:]:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-
-
-@pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    path.write_text("DATASETS:\n  TRAIN: [tiny_train]\n  TEST: [tiny_val]\n")
-    return str(path)
 
 
 def train(config_file, output_dir, *overrides, flags=()):

@@ -15,8 +15,9 @@
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +86,10 @@ class OpenVocabROIHeads(nn.Module):
         in_channels: channels of every feature map.
         featmap_names: the maps RoI align reads (the backbone's ``output_shape()`` keys).
         embed_dim: D, CLIP's joint-space width.
-        mask_head: a ``ROI_MASK_HEAD_REGISTRY`` module, or None for boxes only.
+        mask_head: a ``ROI_MASK_HEAD_REGISTRY`` module, a function of no arguments that builds
+            one (called after the box branch is made, so that a seeded initialisation draws in
+            module order, as in detectors trained before the mask head was a registry), or None
+            for boxes only.
         fed_num_classes, fed_freq_weight_power: the federated loss (module doc).
     """
 
@@ -95,7 +99,8 @@ class OpenVocabROIHeads(nn.Module):
                  batch_size_per_image: int = 512, positive_fraction: float = 0.25,
                  iou_threshold: float = 0.5, loss_type: str = "softmax",
                  fed_num_classes: int = 50, fed_freq_weight_power: float = 0.5,
-                 mask_head: nn.Module | None = None, mask_pooler_resolution: int = 14,
+                 mask_head: nn.Module | Callable[[], nn.Module] | None = None,
+                 mask_pooler_resolution: int = 14,
                  box_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)) -> None:
         super().__init__()
         if loss_type not in ("softmax", "federated_sigmoid"):
@@ -116,7 +121,7 @@ class OpenVocabROIHeads(nn.Module):
         if mask_head is not None:
             self.mask_pooler = MultiScaleRoIAlign(list(featmap_names), mask_pooler_resolution,
                                                   sampling_ratio=2)
-            self.mask_head = mask_head
+            self.mask_head = mask_head if isinstance(mask_head, nn.Module) else mask_head()
         self._register_load_state_dict_pre_hook(_rename_legacy_mask_keys)
 
     @classmethod
@@ -127,8 +132,8 @@ class OpenVocabROIHeads(nn.Module):
             raise ConfigError(f"{cls.__name__} needs feature maps of equal channels, got "
                               f"{ {name: s.channels for name, s in input_shape.items()} }")
         in_channels = channels.pop()
-        mask_head = (build_from_registry(ROI_MASK_HEAD_REGISTRY, mask.NAME, cfg, in_channels)
-                     if cfg.MODEL.MASK_ON else None)
+        mask_head = (functools.partial(build_from_registry, ROI_MASK_HEAD_REGISTRY, mask.NAME, cfg,
+                                       in_channels) if cfg.MODEL.MASK_ON else None)
         return {"in_channels": in_channels, "featmap_names": tuple(input_shape),
                 "embed_dim": embed_dim, "hidden_dim": heads.HIDDEN_DIM,
                 "pooler_resolution": heads.POOLER_RESOLUTION,
