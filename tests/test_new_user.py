@@ -514,3 +514,11 @@ def test_dataset_flag_json_path_may_contain_a_colon(tmp_path):
     for bad in ("own=only.json", "own=a.json:img:novel=", "=a.json:img"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_dataset_spec(bad)
+
+
+def test_names_of_one_class_twice_are_refused_before_caption_matching(caplog):
+    from ovdet.pseudo.captions import load_vocabulary
+
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError, match="'Tomato' and 'tomato'"):
+        load_vocabulary("Tomato,banana,tomato")
+    assert not caplog.records  # no caption-matching warning before the error

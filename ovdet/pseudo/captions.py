@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..modeling.vocabulary import check_class_names
 from ..utils.io import read_json_dataset
 from .vocabulary import NounVocabulary
 
@@ -124,4 +125,4 @@ def load_vocabulary(spec: str) -> NounVocabulary:
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
         raise ValueError(f"empty vocabulary: {spec!r}; give names (\"a,b\") or a file")
-    return NounVocabulary.from_names(names)
+    return NounVocabulary.from_names(check_class_names(names))
