@@ -309,7 +309,8 @@ def test_cjk_and_emoji_labels_are_drawn_readably():
 
     for label in ("猫 0.91", "🍎 0.91", "crème brûlée", "tomato"):
         font, text = font_for(label, 9)
-        assert text and not missing_chars(font, text), label
+        assert text and not missing_chars(font, text), label  # drawable, fallback or not
+    assert font_for("crème brûlée", 9)[1] == "crème brûlée"  # Latin names are drawn as they are
     image = np.full((128, 128, 3), 100, np.uint8)
     box = np.array([[20.0, 40.0, 100.0, 100.0]])
     cat, dog = (draw_detections(image, box, [name]) for name in ("猫", "犬"))
