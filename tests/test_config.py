@@ -91,7 +91,8 @@ def test_configurable_from_config_or_kwargs():
     cfg = get_cfg()
     from_cfg = Scaled(cfg)
     assert (from_cfg.width, from_cfg.scale) == (20, 2.0)
-    assert Scaled(cfg, scale=3.0).scale == 3.0
+    assert Scaled(cfg, scale=3.0).scale == 3.0  # a keyword from_config takes
+    assert Scaled(cfg, width=7).width == 7  # a keyword only __init__ takes overrides the config
     direct = Scaled(width=7)
     assert (direct.width, direct.scale) == (7, 1.0)
 

@@ -1,17 +1,13 @@
 """OpenVocabRCNN on a tiny random CLIP: shapes, losses, empty images, vocabularies, RMA."""
-from pathlib import Path
-
 import pytest
 import torch
 
+from conftest import NAMES
 from ovdet.clip import CLIPViTTrunk
 from ovdet.clip.rma import box_embeddings, rasterize_boxes, region_embeddings
 from ovdet.modeling.contracts import ScoringInputs
 from ovdet.modeling.registry import build_model
 from ovdet.modeling.scoring import CLIPEnsembleScorer
-
-NAMES = ["tomato", "egg", "olive"]
-REFERENCE = Path(__file__).parent / "data" / "scorer_reference.pt"
 
 
 def synthetic_batch(num_boxes=(2, 1), size=64, seed=0):
@@ -37,23 +33,6 @@ def inference_batch():
     for x in batch:
         x.pop("instances")
     return batch
-
-
-def reference_model(cfg):
-    """The tiny detector with the weights it had at seed 0 before the seams refactor (the file
-    also holds that code's detections; see test_seams.py). The text tower is not in a detector
-    checkpoint: it is the tiny CLIP's at seed 0, as then."""
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    model.load_state_dict(torch.load(REFERENCE, weights_only=True)["state_dict"])
-    return model
-
-
-@pytest.fixture()
-def model(tiny_cfg):
-    model = reference_model(tiny_cfg)
-    model.set_training_vocabulary(NAMES)
-    return model
 
 
 def test_training_losses_pinned(model):

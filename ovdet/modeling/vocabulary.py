@@ -122,14 +122,6 @@ class Vocabulary(nn.Module):
     def __getitem__(self, index: int) -> str:
         return self.names[index]
 
-    def index(self, name: str) -> int:
-        """The class index of ``name`` (compared in normal form); ``ValueError`` if absent."""
-        keys = [normalize_class_name(n) for n in self.names]
-        key = normalize_class_name(name)
-        if key not in keys:
-            raise ValueError(f"{name!r} is not in the vocabulary {self.names}")
-        return keys.index(key)
-
     # ---- setting ----------------------------------------------------------------------------
     def set(self, names: Sequence[str], embeddings: torch.Tensor | None = None) -> None:
         """Classify among ``names`` from now on, with ``embeddings`` (C, D) if given (shape

@@ -172,7 +172,7 @@ class OpenVocabROIHeads(nn.Module):
 
     def federated_weights(self, class_image_counts: torch.Tensor | None) -> torch.Tensor | None:
         """(C,) sampling weights ``counts ** fed_freq_weight_power`` (None: uniform)."""
-        if class_image_counts is None or class_image_counts.numel() == 0:
+        if class_image_counts is None:
             return None
         return class_image_counts.float() ** self.fed_freq_weight_power
 
