@@ -136,3 +136,11 @@ def test_a_frozen_config_refuses_overrides():
     with pytest.raises(ConfigError, match="frozen"):
         cfg.merge_from_list(["MODEL.LOSS_WEIGHTS.loss_new", "1.0"])
     assert "loss_new" not in cfg.MODEL.LOSS_WEIGHTS
+
+
+def test_a_component_refusing_its_config_values_is_a_config_error():
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.BACKBONE.STRIDES", "(8, 4, 16, 32)"])
+    with pytest.raises(ConfigError, match=r"backbone CLIPViTSimpleFPN: strides must be distinct "
+                                          r"and ascending .*\(8, 4, 16, 32\)"):
+        build_from_registry(BACKBONE_REGISTRY, "CLIPViTSimpleFPN", cfg)

@@ -136,11 +136,18 @@ Built as ``cls(cfg)``.""")
 
 
 def build_from_registry(registry: ComponentRegistry, name: str, cfg: CfgNode, *args: Any) -> Any:
-    """``registry.get(name)(cfg, *args)``, with an unknown name reported with the known ones."""
+    """``registry.get(name)(cfg, *args)``, with an unknown name reported with the known ones, and
+    a component's refusal of its config values (a ``ValueError``) as a :class:`ConfigError` that
+    names the component."""
     if name not in registry:
         known = ", ".join(registry.names()) or "none registered"
         raise ConfigError(f"no {registry.kind} named {name!r}; known: {known}")
-    return registry.get(name)(cfg, *args)
+    try:
+        return registry.get(name)(cfg, *args)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"{registry.kind} {name}: {error}") from error
 
 
 def build_backbone(cfg: CfgNode, *args: Any) -> Any:
