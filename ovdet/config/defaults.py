@@ -26,11 +26,13 @@ def get_cfg() -> CfgNode:
     from ..engine.config import add_engine_config
     from ..modeling.backbone.config import add_backbone_config
     from ..modeling.meta_arch.config import add_loss_config, add_open_vocab_config
+    from ..modeling.panoptic.config import add_panoptic_config
     from ..modeling.proposal.config import add_rpn_config
     from ..modeling.roi_heads.config import add_roi_heads_config
 
     cfg = _global_defaults()
     for add in (add_clip_config, add_backbone_config, add_rpn_config, add_roi_heads_config,
-                add_open_vocab_config, add_loss_config, add_data_config, add_engine_config):
+                add_open_vocab_config, add_loss_config, add_panoptic_config, add_data_config,
+                add_engine_config):
         add(cfg)
     return cfg.clone()

@@ -3,9 +3,11 @@ the losses (``MODEL.LOSS_WEIGHTS``, ``MODEL.CRITERIA``)."""
 from __future__ import annotations
 
 from ...config.config import CfgNode
+from ..panoptic.config import PANOPTIC_LOSSES
 
 # Losses of the built-in heads; every one has weight 1 unless MODEL.LOSS_WEIGHTS says otherwise.
-BUILTIN_LOSSES = ("loss_objectness", "loss_rpn_box_reg", "loss_cls", "loss_box_reg", "loss_mask")
+DETECTOR_LOSSES = ("loss_objectness", "loss_rpn_box_reg", "loss_cls", "loss_box_reg", "loss_mask")
+BUILTIN_LOSSES = DETECTOR_LOSSES + PANOPTIC_LOSSES
 
 
 def add_open_vocab_config(cfg: CfgNode) -> None:
