@@ -7,9 +7,23 @@ Dataset dicts follow detectron2's form::
                       "category_id": int (contiguous index into metadata.thing_classes),
                       "segmentation": RLE dict | polygons | absent, "iscrowd": 0 | 1}]}
 
+Panoptic datasets (:mod:`ovdet.data.panoptic`) add, per record::
+
+     "pan_seg_file_name": str (the COCO panoptic PNG: segment id = R + 256 G + 256^2 B),
+     "segments_info": [{"id": int (segment id in the PNG), "category_id": int (contiguous index
+                        into metadata.panoptic_classes), "isthing": bool, "iscrowd": 0 | 1,
+                        "area": int, "bbox": [x, y, w, h]}]
+
+and their "annotations" are the thing segments (boxes, no "segmentation": the masks are in the
+PNG). Pixels whose id is not in ``segments_info`` are void for training.
+
 Metadata of a dataset: ``thing_classes`` (names, contiguous order), ``class_splits`` ("base" or
 "novel" per class), ``thing_dataset_id_to_contiguous_id``, ``json_file``, ``image_root``,
-``evaluator_type`` ("coco" or "lvis").
+``evaluator_type`` ("coco", "lvis" or "coco_panoptic"). Panoptic datasets also have
+``stuff_classes`` and ``stuff_dataset_id_to_contiguous_id`` (index into ``stuff_classes``; stuff is
+never novel), ``panoptic_json``, ``panoptic_root`` (the folder of the PNGs) and
+``panoptic_classes`` = ``thing_classes + stuff_classes``, the panoptic class index space (things
+first, then stuff).
 """
 from __future__ import annotations
 
@@ -38,6 +52,10 @@ class Metadata:
     image_root: str = ""
     evaluator_type: str = "coco"
     keep: str = "all"
+    stuff_classes: list[str] = field(default_factory=list)
+    stuff_dataset_id_to_contiguous_id: dict[int, int] = field(default_factory=dict)
+    panoptic_json: str = ""
+    panoptic_root: str = ""
 
     @property
     def base_classes(self) -> list[str]:
@@ -46,6 +64,11 @@ class Metadata:
     @property
     def novel_classes(self) -> list[str]:
         return [n for n, s in zip(self.thing_classes, self.class_splits) if s == "novel"]
+
+    @property
+    def panoptic_classes(self) -> list[str]:
+        """Things, then stuff: the class index space of panoptic ``category_id``s."""
+        return self.thing_classes + self.stuff_classes
 
 
 class UnknownDatasetError(KeyError):

@@ -5,10 +5,21 @@ Model input (one image)::
     {"image": uint8 (3, H, W) after resizing, "height": int, "width": int (original size),
      "image_id": int, "file_name": str,
      "instances": {"boxes": float (N, 4) xyxy in resized pixels, "classes": int64 (N,),
-                   "masks": bool (N, H, W)}}          # "instances" only when training
+                   "masks": bool (N, H, W)},         # "instances" only when training
+     "panoptic": {"masks": bool (S, H, W), "classes": int64 (S,) index into
+                  metadata.panoptic_classes, "void": bool (H, W)}}
+                                                     # only when training on a panoptic record
 
 Training drops crowd annotations and boxes that augmentation leaves empty; images whose file
 cannot be read raise :class:`~ovdet.data.image_io.ImageReadError` (callers log and skip them).
+
+A panoptic record (one with ``"pan_seg_file_name"``, :mod:`ovdet.data.panoptic`) is trained from
+its PNG: one mask per non-crowd segment of ``segments_info``, transformed with the image (nearest
+neighbour, so masks stay disjoint). ``"void"`` is True exactly where no mask is: ids missing from
+``segments_info`` (novel things of a base-only set), crowd segments, segments that augmentation
+leaves empty (dropped), and padding. Its ``"instances"`` are its thing segments: boxes from the
+transformed masks, ``classes`` the thing index (things come first in ``panoptic_classes``),
+``masks`` when ``with_masks``. A PNG whose size differs from the image's is a ``ValueError``.
 """
 from __future__ import annotations
 
@@ -21,6 +32,7 @@ from torchvision.transforms import v2
 from ..config import CfgNode, configurable
 from .catalog import BoxMode
 from .image_io import read_image
+from .panoptic import read_panoptic_png
 
 
 def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
@@ -52,7 +64,8 @@ class DatasetMapper:
         flip: probability of a horizontal flip when training.
         scale_jitter: ``(low, high)`` large-scale-jitter range around ``min_size`` when training
             (then a random crop back to at most ``min_size`` x ``max_size``); ``None`` disables it.
-        with_masks: decode segmentations into masks.
+        with_masks: decode segmentations into instance masks (panoptic targets are built for
+            every panoptic record when training, whatever this says).
     """
 
     @configurable
@@ -98,6 +111,8 @@ class DatasetMapper:
         image = torch.from_numpy(array).permute(2, 0, 1)
         output = {"height": height, "width": width, "image_id": record["image_id"],
                   "file_name": record["file_name"]}
+        if "pan_seg_file_name" in record:
+            return self._map_panoptic(record, image, output)
         annotations = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
         boxes = tv_tensors.BoundingBoxes(
             torch.tensor([box_to_xyxy(a["bbox"], a["bbox_mode"]) for a in annotations],
@@ -119,6 +134,46 @@ class DatasetMapper:
         output["image"] = sample["image"].as_subclass(torch.Tensor)
         output["instances"] = instances
         return output
+
+    def _map_panoptic(self, record: dict, image: torch.Tensor, output: dict) -> dict:
+        """Training input of a panoptic record (module doc)."""
+        height, width = image.shape[1:]
+        ids = read_panoptic_png(record["pan_seg_file_name"])
+        if ids.shape != (height, width):
+            raise ValueError(f"{record['pan_seg_file_name']}: panoptic PNG is {ids.shape[1]}x"
+                             f"{ids.shape[0]} but its image is {width}x{height}")
+        segments = [s for s in record["segments_info"] if not s.get("iscrowd", 0)]
+        # one label map (0 = void, k + 1 = segment k) goes through the transforms, not S masks
+        lookup = {s["id"]: k + 1 for k, s in enumerate(segments)}
+        unique, inverse = np.unique(ids, return_inverse=True)
+        labels = np.array([lookup.get(int(i), 0) for i in unique], dtype=np.int64)[inverse]
+        sample = self.transforms({"image": tv_tensors.Image(image), "labels": tv_tensors.Mask(
+            torch.from_numpy(labels.reshape(1, height, width)))})
+        labels = sample["labels"].as_subclass(torch.Tensor)[0]
+        masks = labels[None] == torch.arange(1, len(segments) + 1)[:, None, None]
+        keep = masks.flatten(1).any(1)
+        classes = torch.tensor([s["category_id"] for s in segments], dtype=torch.int64)
+        is_thing = torch.tensor([bool(s["isthing"]) for s in segments], dtype=torch.bool)
+        masks, classes, is_thing = masks[keep], classes[keep], is_thing[keep]
+        output["image"] = sample["image"].as_subclass(torch.Tensor)
+        output["panoptic"] = {"masks": masks, "classes": classes, "void": ~masks.any(0)}
+        instances = {"boxes": _mask_boxes(masks[is_thing]), "classes": classes[is_thing]}
+        if self.with_masks:
+            instances["masks"] = masks[is_thing]
+        output["instances"] = instances
+        return output
+
+
+def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) bool non-empty masks -> (N, 4) float xyxy boxes enclosing their pixels (a pixel
+    (x, y) spans [x, x + 1] x [y, y + 1], as COCO's mask boxes)."""
+    height, width = masks.shape[1:]
+    rows, cols = masks.any(2), masks.any(1)  # (N, H), (N, W)
+    y1 = rows.int().argmax(1)
+    y2 = height - rows.flip(1).int().argmax(1)
+    x1 = cols.int().argmax(1)
+    x2 = width - cols.flip(1).int().argmax(1)
+    return torch.stack([x1, y1, x2, y2], 1).float()
 
 
 def _box_mask(annotation: dict, height: int, width: int) -> np.ndarray:
