@@ -15,7 +15,7 @@ The second converts one file; its output defaults to the input's name with ``_ov
 Thing categories carry ``"split": "base" | "novel"``: the 17 novel ones of the 48/17 split are
 novel, the others base. A base-only file has no novel things: their segments are removed from
 ``segments_info``, so their pixels are void for training. The PNGs
-(``annotations/panoptic_{train,val}2017/``) are read by the datasets as they are and never
+(``coco/panoptic_{train,val}2017/``) are read by the datasets as they are and never
 rewritten. COCO's 15 thing categories outside the split are kept as base things (``--others
 base``, default: the evaluation file keeps every segment) or removed from both files as the
 instance files remove them (``--others drop``: 48 base things, but PQ does not treat their

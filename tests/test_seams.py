@@ -37,14 +37,15 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision
 import ovdet.modeling as m
 print([r.names() for r in (m.META_ARCH_REGISTRY, m.BACKBONE_REGISTRY,
        m.PROPOSAL_GENERATOR_REGISTRY, m.ROI_HEADS_REGISTRY, m.ROI_MASK_HEAD_REGISTRY,
-       m.EMBEDDING_SOURCE_REGISTRY, m.SCORER_REGISTRY)])
+       m.EMBEDDING_SOURCE_REGISTRY, m.SCORER_REGISTRY, m.PANOPTIC_HEAD_REGISTRY)])
 """
     loaded, names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                    check=True).stdout.split("\n")[:2]
     assert loaded == "[]"
     assert names == str([["OpenVocabRCNN"], ["CLIPViTSimpleFPN"], ["RPN"], ["OpenVocabROIHeads"],
                          ["MaskRCNNConvUpsampleHead"], ["TemplateEmbeddings"],
-                         ["CLIPEnsembleScorer"]])
+                         ["CLIPEnsembleScorer", "MaskEnsembleScorer"],
+                         ["MaskCLIPPanopticHead"]])
 
 
 def test_built_components_keep_their_contracts(tiny_cfg):

@@ -36,7 +36,7 @@ from ovdet.engine.evaluation import evaluate_datasets
 from ovdet.engine.launch import (default_argument_parser, register_datasets,
                                  relaunch_with_torchrun, seed_everything, setup_config,
                                  setup_logging)
-from ovdet.engine.trainer import Trainer, training_vocabulary, write_config
+from ovdet.engine.trainer import Trainer, training_stuff, training_vocabulary, write_config
 from ovdet.modeling.registry import build_model
 from ovdet.modeling.vocabulary import check_class_names
 
@@ -47,18 +47,26 @@ USER_ERRORS = (ConfigError, WeightsNotFoundError, FileNotFoundError, UnknownData
                DatasetError, CheckpointError, FloatingPointError)
 
 
-def check_datasets(cfg, eval_only: bool) -> list[str]:
+def check_datasets(cfg, eval_only: bool) -> tuple[list[str], list[str]]:
     """Fail fast on unregistered names (DATASETS.TEST, and DATASETS.TRAIN when training), on
     class lists the model would refuse and on unusable training sets; returns the training
-    vocabulary ([] for ``eval_only``)."""
+    vocabulary and stuff classes ([] for ``eval_only``)."""
     names = [] if eval_only else list(cfg.DATASETS.TRAIN)
     if not eval_only:
         DatasetCatalog.check(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
     DatasetCatalog.check(cfg.DATASETS.TEST, "DATASETS.TEST")
     vocabulary = [] if eval_only else training_vocabulary(names)
+    stuff = [] if eval_only else training_stuff(names)
     for name in dict.fromkeys([*names, *cfg.DATASETS.TEST]):
         check_dataset_classes(name)
-    return vocabulary
+    if cfg.MODEL.PANOPTIC_ON:
+        not_panoptic = [n for n in names
+                        if DatasetCatalog.metadata(n).evaluator_type != "coco_panoptic"]
+        if not_panoptic:
+            raise ConfigError(f"MODEL.PANOPTIC_ON trains on panoptic datasets (segments of "
+                              f"things and stuff); {not_panoptic} are not: use e.g. "
+                              "toyworld_train_panoptic")
+    return vocabulary, stuff
 
 
 def check_dataset_classes(name: str) -> None:
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = setup_config(args)
         register_datasets(args.dataset, [] if args.eval_only else list(cfg.DATASETS.TRAIN))
-        vocabulary = check_datasets(cfg, args.eval_only)
+        vocabulary, stuff = check_datasets(cfg, args.eval_only)
         check_weights(cfg, args.eval_only, args.resume)
         device = init_from_environment(cfg.MODEL.DEVICE)
         setup_logging(cfg.OUTPUT_DIR, get_rank())
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             DetectorCheckpointer(model).load(cfg.MODEL.WEIGHTS)
             evaluate_datasets(cfg, model)
             return
-        model.set_training_vocabulary(vocabulary)
+        model.set_training_vocabulary(vocabulary, stuff=stuff)
         if torch.distributed.is_initialized():
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,

@@ -16,7 +16,7 @@
 
 Panoptic datasets (:mod:`ovdet.data.panoptic`; classes: things, then stuff) read their PNGs from
 the json's folder: ``annotations/panoptic_SPLIT/`` (toy world) and COCO's own
-``annotations/panoptic_{train,val}2017/`` (shared by the OVD files, never rewritten); images from
+``panoptic_{train,val}2017/`` (detectron2's layout; shared by the OVD files, never rewritten); images from
 ``toyworld/SPLIT`` and ``coco/{train,val}2017``. The novel things of a base-only set are void.
 COCO's panoptic things are the 48 base and 17 novel of the OVD split plus, as base, the 15 COCO
 categories outside it (``prepare_coco_panoptic.py --others``).
@@ -56,9 +56,9 @@ BUILTIN_PANOPTIC_DATASETS: dict[str, tuple[str, str, str, str]] = {
     "toyworld_val_panoptic": ("toyworld/annotations/panoptic_val.json",
                               "toyworld/annotations/panoptic_val", "toyworld/val", "all"),
     "coco_panoptic_ovd_train": ("coco/annotations/panoptic_train2017_ovd_base.json",
-                                "coco/annotations/panoptic_train2017", "coco/train2017", "base"),
+                                "coco/panoptic_train2017", "coco/train2017", "base"),
     "coco_panoptic_ovd_val": ("coco/annotations/panoptic_val2017_ovd.json",
-                              "coco/annotations/panoptic_val2017", "coco/val2017", "all"),
+                              "coco/panoptic_val2017", "coco/val2017", "all"),
 }
 
 

@@ -45,7 +45,6 @@ from PIL import Image
 
 from ..utils.io import read_json
 from .catalog import BoxMode, DatasetCatalog, DatasetError, Metadata
-from .image_io import ImageReadError
 from .ovd_splits import COCO_OVD_BASE_IDS, COCO_OVD_NAMES, COCO_OVD_NOVEL_IDS, KEEP
 from .toyworld.writer import decode_segment_ids
 
@@ -213,6 +212,7 @@ def read_panoptic_png(path: str | os.PathLike) -> np.ndarray:
         ImageReadError: a file that is missing, empty, not an image, truncated or corrupt, or not
             an RGB image (a palette or grayscale PNG is not in COCO panoptic's encoding).
     """
+    from .image_io import ImageReadError  # here: importing image_io imports torch
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(path, "is a directory, not a panoptic PNG" if path.is_dir()

@@ -1,10 +1,12 @@
 """Evaluation of a detector on the datasets of ``DATASETS.TEST``.
 
 For each dataset the model's vocabulary becomes the dataset's classes (generalized setting: base
-and novel together), each process runs inference on its share of the images, the evaluator
-gathers and scores them (``OUTPUT_DIR/inference/<dataset>_results.json``), and rank 0 writes
-``OUTPUT_DIR/eval_metrics.json`` = ``{dataset: {"bbox": {...}, "segm": {...}}}`` and prints one
-``copypaste:`` line per dataset and task.
+and novel together; things and stuff for a panoptic dataset), each process runs inference on its
+share of the images, the evaluator gathers and scores them
+(``OUTPUT_DIR/inference/<dataset>_results.json``), and rank 0 writes
+``OUTPUT_DIR/eval_metrics.json`` = ``{dataset: {"bbox": {...}, "segm": {...}}}`` (a panoptic
+dataset: ``{"panoptic": {"PQ", "SQ", "RQ", "PQ_th", "PQ_st", "PQ_novel", ...}}``, percent) and
+prints one ``copypaste:`` line per dataset and task.
 """
 from __future__ import annotations
 
@@ -16,26 +18,38 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import CfgNode
+from ..config import CfgNode, ConfigError
 from ..data.catalog import DatasetCatalog, Metadata
 from ..data.loader import iterate_test_records
 from ..data.mapper import DatasetMapper
 from ..evaluation.coco_evaluation import COCOEvaluator
 from ..evaluation.evaluator import DatasetEvaluator
 from ..evaluation.lvis_evaluation import LVISEvaluator
+from ..evaluation.panoptic import COCOPanopticEvaluator
 from ..utils.io import atomic_write_json
 from .distributed import get_rank, get_world_size, is_main_process
 
 logger = logging.getLogger(__name__)
 COPYPASTE_KEYS = {"coco": ("AP", "AP50", "AP50_base", "AP50_novel"),
-                  "lvis": ("AP", "APr", "APc", "APf")}
+                  "lvis": ("AP", "APr", "APc", "APf"),
+                  "coco_panoptic": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", "PQ_novel")}
 
 
 def build_evaluator(cfg: CfgNode, metadata: Metadata) -> DatasetEvaluator:
-    """COCO or LVIS evaluator for a dataset, per its metadata's ``evaluator_type``."""
+    """COCO, LVIS or COCO panoptic evaluator for a dataset, per its metadata's
+    ``evaluator_type``."""
     class_to_category_id = [0] * len(metadata.thing_classes)
     for category_id, index in metadata.thing_dataset_id_to_contiguous_id.items():
         class_to_category_id[index] = category_id
+    if metadata.evaluator_type == "coco_panoptic":
+        if not cfg.MODEL.PANOPTIC_ON:
+            raise ConfigError(f"{metadata.name} is a panoptic dataset: evaluating it needs "
+                              "MODEL.PANOPTIC_ON True (and weights of a panoptic model)")
+        stuff_ids = [0] * len(metadata.stuff_classes)
+        for category_id, index in metadata.stuff_dataset_id_to_contiguous_id.items():
+            stuff_ids[index] = category_id
+        return COCOPanopticEvaluator(metadata.name, metadata.panoptic_json, metadata.panoptic_root,
+                                     class_to_category_id + stuff_ids, output_dir=cfg.OUTPUT_DIR)
     tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
     if metadata.evaluator_type == "lvis":
         return LVISEvaluator(metadata.name, metadata.json_file, class_to_category_id,
@@ -55,8 +69,12 @@ def inference_on_dataset(cfg: CfgNode, model: nn.Module, dataset_name: str) -> d
     evaluator = build_evaluator(cfg, metadata)
     mapper = DatasetMapper(cfg, False)
     was_training, vocabulary = model.training, list(model.vocabulary)
+    stuff = list(getattr(model, "stuff_vocabulary", []))
     model.eval()
-    model.set_vocabulary(metadata.thing_classes)
+    if metadata.evaluator_type == "coco_panoptic":
+        model.set_vocabulary(metadata.thing_classes, stuff=metadata.stuff_classes)
+    else:
+        model.set_vocabulary(metadata.thing_classes)
     batch_size = cfg.TEST.IMS_PER_BATCH
     try:
         for inputs in tqdm(iterate_test_records(records, mapper, batch_size),
@@ -66,7 +84,7 @@ def inference_on_dataset(cfg: CfgNode, model: nn.Module, dataset_name: str) -> d
         return evaluator.evaluate()
     finally:
         if vocabulary:
-            model.set_vocabulary(vocabulary)
+            model.set_vocabulary(vocabulary, **({"stuff": stuff} if stuff else {}))
         model.train(was_training)
 
 

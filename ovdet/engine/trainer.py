@@ -110,6 +110,19 @@ def training_vocabulary(dataset_names: list[str]) -> list[str]:
     return list(first)
 
 
+def training_stuff(dataset_names: list[str]) -> list[str]:
+    """The stuff class names of the training datasets (panoptic ones; [] for detection sets);
+    they must agree."""
+    vocabularies = {name: list(getattr(DatasetCatalog.metadata(name), "stuff_classes", []))
+                    for name in dataset_names}
+    first = vocabularies[dataset_names[0]] if dataset_names else []
+    for name, classes in vocabularies.items():
+        if classes != first:
+            raise ConfigError(f"training datasets disagree on their stuff classes: "
+                              f"{dataset_names[0]} has {first}, {name} has {classes}")
+    return first
+
+
 def iteration_seed(seed: int, iteration: int, rank: int) -> int:
     return int(np.random.default_rng([seed, iteration, rank, 7]).integers(2**62))
 

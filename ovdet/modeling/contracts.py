@@ -94,6 +94,17 @@ class MaskHead(Protocol):
 
 
 @runtime_checkable
+class PanopticHead(Protocol):
+    """Query mask proposals on the pyramid, classified with CLIP: ``(results, losses)``; inference
+    results per image ``{"scores": (Q, C), "mask_logits": (Q, h, w)}`` (registry doc)."""
+
+    def __call__(self, features: dict[str, torch.Tensor], trunk: CLIPViTTrunk,
+                 trunk_output: TrunkOutput, images: torch.Tensor, class_embeddings: torch.Tensor,
+                 seen: torch.Tensor, logit_scale: torch.Tensor, targets: list[dict] | None = None
+                 ) -> tuple[list[dict], dict[str, torch.Tensor]]: ...
+
+
+@runtime_checkable
 class EmbeddingSource(Protocol):
     """Class names -> ``(C, D)`` unit-norm embeddings; ``cacheable`` when they never change."""
 

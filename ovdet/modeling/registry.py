@@ -27,6 +27,8 @@ BUILTIN_COMPONENT_MODULES = (
     "ovdet.modeling.roi_heads.open_vocab_heads",
     "ovdet.modeling.vocabulary",
     "ovdet.modeling.scoring",
+    "ovdet.modeling.panoptic.scoring",
+    "ovdet.modeling.panoptic.branch",
     "ovdet.modeling.meta_arch.ov_rcnn",
 )
 _builtins_loaded = False
@@ -113,6 +115,15 @@ ROI_MASK_HEAD_REGISTRY = _registry("ROI_MASK_HEAD", """Mask heads on RoI feature
 
 ``head((R, C, M, M) pooled features) -> (R, 1, 2M, 2M)`` class-agnostic mask logits. Built as
 ``cls(cfg, in_channels)``.""")
+PANOPTIC_HEAD_REGISTRY = _registry("PANOPTIC_HEAD", """Panoptic branches on the shared trunk
+(:class:`contracts.PanopticHead`), switched on by ``MODEL.PANOPTIC_ON``.
+
+``head(features, trunk, trunk_output, images (B, 3, H, W) normalised, class_embeddings (C, D)
+of things then stuff, seen (C,) bool, logit_scale, targets=None) -> (results, losses)``: training
+(``targets`` per image ``{"masks": (S, H, W) bool, "classes": (S,), "void": (H, W) bool}``, padded
+input pixels) returns named losses; inference returns per image ``{"scores": (Q, C),
+"mask_logits": (Q, h, w)}`` (mask grid of the padded input), which the meta-architecture
+assembles into ``"panoptic_seg"``. Built as ``cls(cfg, input_shape, trunk)``.""")
 EMBEDDING_SOURCE_REGISTRY = _registry("EMBEDDING_SOURCE", """Where class embeddings come from
 (:class:`contracts.EmbeddingSource`): an ``nn.Module`` whose parameters, if any, train with the
 detector and are saved in its checkpoint.
@@ -120,7 +131,8 @@ detector and are saved in its checkpoint.
 ``source(names: list[str]) -> (C, D)`` unit-norm embeddings in CLIP's joint space; ``cacheable``:
 whether the result may be kept until the names change (a source with trainable parameters is
 recomputed at every training step). Built as ``cls(cfg, clip)``.""")
-SCORER_REGISTRY = _registry("SCORER", """Detection scoring policies (:class:`contracts.Scorer`).
+SCORER_REGISTRY = _registry("SCORER", """Scoring policies: of detections (:class:`contracts.Scorer`),
+and of mask proposals (:class:`~ovdet.modeling.panoptic.scoring.MaskScoringInputs` -> (Q, C)).
 
 ``scorer(inputs: ScoringInputs) -> (boxes: per image (N, 4), scores: per image (N, C))``:
 combines the RoI head's class probabilities with CLIP's region scores (the trunk's kept states,

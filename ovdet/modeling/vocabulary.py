@@ -144,6 +144,13 @@ class Vocabulary(nn.Module):
         self._stale = False
         self._update_novel_mask()
 
+    def clear(self) -> None:
+        """No names (calling the vocabulary then raises)."""
+        self.names = []
+        self.embeddings = self.embeddings.new_zeros(0, self.embeddings.shape[1])
+        self._given = self._stale = False
+        self._update_novel_mask()
+
     def set_base_names(self, names: Sequence[str]) -> None:
         """Which names count as base (trained on); compared in normal form."""
         self.base_names = list(names)

@@ -1,18 +1,24 @@
-"""OpenVocabRCNN: a two-stage detector whose classes are CLIP text embeddings.
+"""OpenVocabRCNN: a two-stage detector whose classes are CLIP text embeddings, with an optional
+panoptic branch on the same trunk pass.
 
-One CLIP trunk pass per image feeds the pyramid (RPN, RoI heads) and keeps the states that RMA
-region tokens re-enter. Every part is a registered component behind a seam
+One CLIP trunk pass per image feeds the pyramid (RPN, RoI heads, the panoptic head) and keeps the
+states that RMA region and mask tokens re-enter. Every part is a registered component behind a seam
 (:mod:`ovdet.modeling.registry`): backbone, proposal generator, RoI heads (and their mask head),
 the vocabulary's embedding source, the scorer that combines the head's and CLIP's scores
-(:mod:`ovdet.modeling.scoring`), and extra loss criteria. A new method is a new component and
+(:mod:`ovdet.modeling.scoring`), extra loss criteria, and the panoptic head
+(``MODEL.PANOPTIC_ON``; :mod:`ovdet.modeling.panoptic`). ``MODEL.DETECTOR_ON False`` leaves out
+the RPN and RoI heads (the panoptic branch alone). A new method is a new component and
 config keys, never an edit of this file.
 
 Inputs: a list of mapper outputs (``ovdet.data.mapper``): ``{"image": (3, H, W) uint8, "height",
-"width"[, "instances": {"boxes": (N, 4) xyxy, "classes": (N,), "masks": (N, H, W)}]}``.
+"width"[, "instances": {"boxes": (N, 4) xyxy, "classes": (N,), "masks": (N, H, W)}][,
+"panoptic": {"masks": (S, H, W), "classes": (S,), "void": (H, W)}]}``.
 ``forward`` in training returns a dict of scalar losses, weighted by ``MODEL.LOSS_WEIGHTS``; in
 eval mode it is :meth:`OpenVocabRCNN.inference`, which returns per image ``{"instances":
 {"boxes": (N, 4) xyxy in original pixels, "scores": (N,), "classes": (N,) int64 indices into the
-vocabulary, "masks": (N, H0, W0) bool}}``.
+vocabulary, "masks": (N, H0, W0) bool}}`` and, with the panoptic branch, ``"panoptic_seg":
+(segment ids (H0, W0) int32, [{"id", "category_id", "isthing", "score"}])`` as detectron2 returns
+it, ``category_id`` indexing the things then the stuff of the vocabulary.
 """
 from __future__ import annotations
 
@@ -27,12 +33,14 @@ from torchvision.ops import boxes as box_ops
 from ...clip import CLIPBundle, CLIPViTTrunk, class_embeddings, load_clip
 from ...config import CfgNode, configurable
 from ..contracts import ScoringInputs
+from ..panoptic.branch import panoptic_segmentation, panoptic_targets
 from ..losses import check_loss_weight_names, check_loss_weight_values, weighted_losses
 from ..registry import (CRITERION_REGISTRY, EMBEDDING_SOURCE_REGISTRY, META_ARCH_REGISTRY,
-                        PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY, SCORER_REGISTRY,
-                        build_backbone, build_from_registry)
+                        PANOPTIC_HEAD_REGISTRY, PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY,
+                        SCORER_REGISTRY, build_backbone, build_from_registry)
 from ..scoring import CLIPEnsembleScorer
-from ..vocabulary import TemplateEmbeddings, Vocabulary, check_class_names, prompt_name
+from ..vocabulary import (TemplateEmbeddings, Vocabulary, check_class_names,
+                          normalize_class_name, prompt_name)
 from .config import BUILTIN_LOSSES
 
 
@@ -42,10 +50,14 @@ class OpenVocabRCNN(nn.Module):
 
     Args:
         backbone: a ``BACKBONE_REGISTRY`` module on the CLIP trunk.
-        proposal_generator: a class-agnostic ``PROPOSAL_GENERATOR_REGISTRY`` module.
+        proposal_generator: a class-agnostic ``PROPOSAL_GENERATOR_REGISTRY`` module (None: no
+            detector; then ``roi_heads`` is None too).
         roi_heads: a ``ROI_HEADS_REGISTRY`` module.
+        panoptic_head: a ``PANOPTIC_HEAD_REGISTRY`` module, or None.
         clip: the CLIP whose visual tower is the trunk's (its text tower embeds vocabularies).
         vocabulary: names, base/novel status and embeddings (default: template embeddings).
+            The stuff names of panoptic segmentation are a second vocabulary on the same
+            embedding source (``stuff_vocabulary``).
         scorer: a ``SCORER_REGISTRY`` policy (default: :class:`CLIPEnsembleScorer`).
         criteria: extra losses on the RoI heads' training results, by name.
         loss_weights: {loss name: weight} (missing: 1; 0 drops the loss).
@@ -55,20 +67,29 @@ class OpenVocabRCNN(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, backbone: nn.Module, proposal_generator: nn.Module, roi_heads: nn.Module,
-                 clip: CLIPBundle, vocabulary: Vocabulary | None = None, scorer=None,
+    def __init__(self, *, backbone: nn.Module, proposal_generator: nn.Module | None,
+                 roi_heads: nn.Module | None, clip: CLIPBundle,
+                 panoptic_head: nn.Module | None = None, vocabulary: Vocabulary | None = None,
+                 scorer=None,
                  criteria: Mapping[str, nn.Module] | None = None,
                  loss_weights: Mapping[str, float] | None = None, score_thresh: float = 0.05,
                  nms_thresh: float = 0.5, detections_per_image: int = 100,
                  topk_candidates: int = 5000) -> None:
         super().__init__()
+        if (proposal_generator is None) != (roi_heads is None):
+            raise ValueError("give both a proposal generator and RoI heads, or neither")
+        if proposal_generator is None and panoptic_head is None:
+            raise ValueError("a model with neither detector nor panoptic head predicts nothing: "
+                             "set MODEL.DETECTOR_ON or MODEL.PANOPTIC_ON")
         self.backbone = backbone
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
+        self.panoptic_head = panoptic_head
         self.clip = clip  # a dataclass, not a module: the text tower is frozen and not saved
         if vocabulary is None:
             vocabulary = Vocabulary(TemplateEmbeddings(clip=clip), backbone.trunk.embed_dim)
         self.vocabulary = vocabulary
+        self.stuff_vocabulary = Vocabulary(vocabulary.source, vocabulary.embeddings.shape[1])
         self.scorer = CLIPEnsembleScorer() if scorer is None else scorer
         self.criteria = nn.ModuleDict(dict(criteria or {}))
         self.loss_weights = dict(loss_weights or {})
@@ -89,11 +110,18 @@ class OpenVocabRCNN(nn.Module):
         embed_dim = backbone.trunk.embed_dim
         ov = cfg.MODEL.OPEN_VOCAB
         source = build_from_registry(EMBEDDING_SOURCE_REGISTRY, ov.EMBEDDING_SOURCE, cfg, clip)
-        return {"backbone": backbone,
-                "proposal_generator": build_from_registry(
-                    PROPOSAL_GENERATOR_REGISTRY, cfg.MODEL.PROPOSAL_GENERATOR.NAME, cfg, shape),
-                "roi_heads": build_from_registry(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME, cfg,
-                                                 shape, embed_dim),
+        detector = cfg.MODEL.DETECTOR_ON
+        # built in this order (detector, then panoptic head): seeded initialisation depends on it
+        proposal_generator = build_from_registry(
+            PROPOSAL_GENERATOR_REGISTRY, cfg.MODEL.PROPOSAL_GENERATOR.NAME, cfg, shape) \
+            if detector else None
+        roi_heads = build_from_registry(ROI_HEADS_REGISTRY, cfg.MODEL.ROI_HEADS.NAME, cfg, shape,
+                                        embed_dim) if detector else None
+        panoptic_head = build_from_registry(PANOPTIC_HEAD_REGISTRY, cfg.MODEL.PANOPTIC.NAME, cfg,
+                                            shape, backbone.trunk) \
+            if cfg.MODEL.PANOPTIC_ON else None
+        return {"backbone": backbone, "proposal_generator": proposal_generator,
+                "roi_heads": roi_heads, "panoptic_head": panoptic_head,
                 "clip": clip, "vocabulary": Vocabulary(source, embed_dim),
                 "scorer": build_from_registry(SCORER_REGISTRY, ov.SCORER, cfg),
                 "criteria": {name: build_from_registry(CRITERION_REGISTRY, name, cfg)
@@ -126,32 +154,64 @@ class OpenVocabRCNN(nn.Module):
 
     @property
     def base_names(self) -> list[str]:
+        """The names trained on: things, then stuff (panoptic training)."""
         return list(self.vocabulary.base_names)
 
+    @property
+    def stuff_names(self) -> list[str]:
+        return list(self.stuff_vocabulary)
+
     def set_vocabulary(self, names: Sequence[str], templates: Sequence[str] | None = None,
-                       embeddings: torch.Tensor | None = None) -> None:
+                       embeddings: torch.Tensor | None = None,
+                       stuff: Sequence[str] | None = None) -> None:
         """Classify among ``names`` (a list; compared ignoring case, spaces and underscores) from
         now on. Embeddings come from the vocabulary's source, or from CLIP's text encoder with
         ``templates``, or are given as ``embeddings`` (C, D), shape checked. Names the detector
-        was trained on count as base."""
+        was trained on count as base. ``stuff``: the amorphous classes of panoptic segmentation
+        (None keeps the current ones, [] removes them); a name may not be both."""
         names = check_class_names(names)
+        if stuff is not None:
+            stuff = check_class_names(stuff, "stuff vocabulary") if len(stuff) else []
+            both = {normalize_class_name(n) for n in names} & {normalize_class_name(n)
+                                                               for n in stuff}
+            if both:
+                raise ValueError(f"{sorted(both)} named both as things and as stuff")
         if embeddings is None and templates is not None:
             embeddings = class_embeddings(self.clip, [prompt_name(n) for n in names], templates)
         self.vocabulary.set(names, embeddings)
+        if stuff:
+            stuff_embeddings = None if templates is None else class_embeddings(
+                self.clip, [prompt_name(n) for n in stuff], templates)
+            self.stuff_vocabulary.set(stuff, stuff_embeddings)
+        elif stuff is not None:
+            self.stuff_vocabulary.clear()
 
     def set_training_vocabulary(self, names: Sequence[str],
-                                image_counts: Sequence[int] | None = None) -> None:
+                                image_counts: Sequence[int] | None = None,
+                                stuff: Sequence[str] | None = None) -> None:
         """The (base) classes the detector is trained on: its vocabulary, remembered as base;
         ``image_counts`` (training images per class) weigh the federated loss's sampling (None:
-        uniform, until the trainer counts its training set)."""
+        uniform, until the trainer counts its training set); ``stuff``: the stuff classes the
+        panoptic branch is trained on (also remembered as seen)."""
         names = check_class_names(names, "training vocabulary")
-        self.set_vocabulary(names)
-        self.vocabulary.set_base_names(names)
+        self.set_vocabulary(names, stuff=[] if stuff is None else stuff)
+        self.set_base_names(names + list(self.stuff_vocabulary))
         self.vocabulary.set_image_counts(image_counts)
 
     def set_base_names(self, names: Sequence[str]) -> None:
-        """Which names count as base (trained on), e.g. when loading a checkpoint."""
+        """Which names (things or stuff) count as base (trained on), e.g. when loading a
+        checkpoint."""
         self.vocabulary.set_base_names(names)
+        self.stuff_vocabulary.set_base_names(names)
+
+    def panoptic_vocabulary(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(embeddings (C, D), seen (C,) bool, is_thing (C,) bool)`` of the things, then the
+        stuff of the vocabulary: the panoptic branch's class space."""
+        things = self.vocabulary()
+        parts = [things] + ([self.stuff_vocabulary()] if len(self.stuff_vocabulary) else [])
+        seen = torch.cat([~self.vocabulary.novel_mask, ~self.stuff_vocabulary.novel_mask])
+        is_thing = torch.arange(len(seen), device=things.device) < len(things)
+        return torch.cat(parts), seen, is_thing
 
     # ---- training ---------------------------------------------------------------------------
     def preprocess(self, batched_inputs: list[dict]) -> ImageList:
@@ -171,9 +231,23 @@ class OpenVocabRCNN(nn.Module):
         """Training: the weighted losses (module doc); eval mode: :meth:`inference`."""
         if not self.training:
             return self.inference(batched_inputs)
-        class_embeddings = self.vocabulary()
         images = self.preprocess(batched_inputs)
-        _, features = self.backbone(images.tensors)
+        trunk_output, features = self.backbone(images.tensors)
+        losses: dict[str, torch.Tensor] = {}
+        if self.roi_heads is not None:
+            losses = self.detector_losses(batched_inputs, images, features)
+        if self.panoptic_head is not None:
+            losses = self._merged(losses, self.panoptic_losses(
+                batched_inputs, images, trunk_output, features), "the panoptic head")
+        if not self._loss_names_checked:
+            check_loss_weight_names(self.loss_weights, set(BUILTIN_LOSSES) | set(losses))
+            self._loss_names_checked = True
+        return weighted_losses(losses, self.loss_weights)
+
+    def detector_losses(self, batched_inputs: list[dict], images: ImageList,
+                        features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Losses of the RPN, the RoI heads and the extra criteria."""
+        class_embeddings = self.vocabulary()
         targets = [{k: v.to(self.device) for k, v in x["instances"].items()} for x in batched_inputs]
         proposals, losses = self.proposal_generator(images, features, targets)
         roi_results, roi_losses = self.roi_heads(
@@ -183,10 +257,25 @@ class OpenVocabRCNN(nn.Module):
         for name, criterion in self.criteria.items():
             losses = self._merged(losses, criterion(roi_results, class_embeddings, targets),
                                   f"criterion {name!r}")
-        if not self._loss_names_checked:
-            check_loss_weight_names(self.loss_weights, set(BUILTIN_LOSSES) | set(losses))
-            self._loss_names_checked = True
-        return weighted_losses(losses, self.loss_weights)
+        return losses
+
+    def panoptic_losses(self, batched_inputs: list[dict], images: ImageList, trunk_output,
+                        features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Losses of the panoptic head on the inputs' ``"panoptic"`` targets."""
+        missing = [x.get("file_name", "?") for x in batched_inputs if "panoptic" not in x]
+        if missing:
+            raise ValueError(f"MODEL.PANOPTIC_ON trains on panoptic datasets (segments of things "
+                             f"and stuff); {missing[0]} has no panoptic annotation")
+        embeddings, seen, _ = self.panoptic_vocabulary()
+        targets = panoptic_targets([x["panoptic"] for x in batched_inputs],
+                                   tuple(images.tensors.shape[-2:]), self.device)
+        _, losses = self.panoptic_head(features, self.trunk, trunk_output, images.tensors,
+                                       embeddings, seen, self.clip_logit_scale, targets=targets)
+        return losses
+
+    @property
+    def clip_logit_scale(self) -> torch.Tensor:
+        return self.clip.model.logit_scale.exp().to(self.device)
 
     @staticmethod
     def _merged(losses: dict, new: Mapping[str, torch.Tensor], source: str) -> dict:
@@ -197,12 +286,29 @@ class OpenVocabRCNN(nn.Module):
 
     # ---- inference --------------------------------------------------------------------------
     def inference(self, batched_inputs: list[dict], do_postprocess: bool = True) -> list[dict]:
-        """Detections per image: ``{"instances": ...}`` in original pixels (module doc); with
-        ``do_postprocess=False``, ``{"boxes", "scores", "classes"[, "masks": (N, M, M) mask
-        probabilities inside each box]}`` in the padded input's pixels."""
-        class_embeddings = self.vocabulary()
+        """Detections per image: ``{"instances": ...[, "panoptic_seg": ...]}`` in original pixels
+        (module doc); with ``do_postprocess=False``, ``{"boxes", "scores", "classes"[, "masks":
+        (N, M, M) mask probabilities inside each box]}`` in the padded input's pixels (and
+        ``"panoptic": {"scores": (Q, C), "mask_logits": (Q, h, w)}``)."""
         images = self.preprocess(batched_inputs)
         trunk_output, features = self.backbone(images.tensors)
+        detections = self.detect(images, trunk_output, features) \
+            if self.roi_heads is not None else [{} for _ in batched_inputs]
+        if self.panoptic_head is not None:
+            embeddings, seen, _ = self.panoptic_vocabulary()
+            results, _ = self.panoptic_head(features, self.trunk, trunk_output, images.tensors,
+                                            embeddings, seen, self.clip_logit_scale)
+            for image_detections, result in zip(detections, results):
+                image_detections["panoptic"] = result
+        if not do_postprocess:
+            return detections
+        return self.postprocess(detections, batched_inputs, images.image_sizes,
+                                tuple(images.tensors.shape[-2:]))
+
+    def detect(self, images: ImageList, trunk_output, features: dict[str, torch.Tensor]
+               ) -> list[dict]:
+        """Per image ``{"boxes", "scores", "classes"[, "masks"]}`` in the padded input's pixels."""
+        class_embeddings = self.vocabulary()
         proposals, objectness = self.proposal_generator.propose_with_scores(images, features)
         head_results, _ = self.roi_heads(features, proposals, images.image_sizes, class_embeddings)
         boxes, scores = self.scorer(ScoringInputs(
@@ -210,16 +316,14 @@ class OpenVocabRCNN(nn.Module):
             objectness=objectness, boxes=[r["boxes"] for r in head_results],
             probabilities=[r["probabilities"] for r in head_results],
             class_embeddings=class_embeddings, novel_mask=self.vocabulary.novel_mask,
-            logit_scale=self.clip.model.logit_scale.exp().to(self.device)))
+            logit_scale=self.clip_logit_scale))
         detections = [self.select(b, p) for b, p in zip(boxes, scores)]
         if self.roi_heads.mask_on:
             masks = self.roi_heads.predict_masks(features, [d["boxes"] for d in detections],
                                                  images.image_sizes)
             for image_detections, image_masks in zip(detections, masks):
                 image_detections["masks"] = image_masks
-        if not do_postprocess:
-            return detections
-        return self.postprocess(detections, batched_inputs, images.image_sizes)
+        return detections
 
     def select(self, boxes: torch.Tensor, probabilities: torch.Tensor) -> dict[str, torch.Tensor]:
         """(P, 4) class-agnostic boxes and (P, C) scores -> thresholded, the best
@@ -235,27 +339,40 @@ class OpenVocabRCNN(nn.Module):
                                         self.nms_thresh)][: self.detections_per_image]
         return {"boxes": candidate_boxes[keep], "scores": scores[keep], "classes": classes[keep]}
 
-    @staticmethod
-    def postprocess(detections: list[dict[str, torch.Tensor]], batched_inputs: list[dict],
-                    image_sizes: list[tuple[int, int]]) -> list[dict]:
+    def postprocess(self, detections: list[dict], batched_inputs: list[dict],
+                    image_sizes: list[tuple[int, int]], padded_size: tuple[int, int]
+                    ) -> list[dict]:
         """Detections in input pixels -> ``{"instances": ...}`` in each image's original pixels
-        (``height``, ``width``), masks pasted into the image and binarised at 0.5."""
+        (``height``, ``width``), masks pasted into the image and binarised at 0.5; panoptic
+        results -> ``"panoptic_seg"`` (module doc)."""
         outputs = []
         for detection, x, size in zip(detections, batched_inputs, image_sizes):
             height, width = x["height"], x["width"]
+            output = {}
+            if "panoptic" in detection:
+                head = self.panoptic_head
+                _, _, is_thing = self.panoptic_vocabulary()
+                output["panoptic_seg"] = panoptic_segmentation(
+                    detection["panoptic"], size, padded_size, (height, width), is_thing,
+                    head.object_mask_threshold, head.overlap_threshold, head.mask_threshold)
+            if "boxes" not in detection:
+                outputs.append(output)
+                continue
             boxes = to_original(detection["boxes"], size, (height, width))
             instances = {"boxes": boxes, "scores": detection["scores"],
                          "classes": detection["classes"]}
             if "masks" in detection:
                 pasted = paste_masks_in_image(detection["masks"][:, None], boxes, (height, width))
                 instances["masks"] = pasted[:, 0] >= 0.5
-            outputs.append({"instances": instances})
+            outputs.append({"instances": instances, **output})
         return outputs
 
     @torch.no_grad()
     def propose(self, batched_inputs: list[dict]) -> list[dict[str, torch.Tensor]]:
         """Class-agnostic proposals (no vocabulary needed): per image ``{"boxes": (P, 4)
         xyxy in original pixels, "objectness": (P,)}``."""
+        if self.proposal_generator is None:
+            raise RuntimeError("this model has no detector (MODEL.DETECTOR_ON False): no proposals")
         images = self.preprocess(batched_inputs)
         _, features = self.backbone(images.tensors)
         proposals, objectness = self.proposal_generator.propose_with_scores(images, features)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 
+@torch.no_grad()
 def assemble_panoptic(scores: torch.Tensor, mask_probabilities: torch.Tensor,
                       is_thing: torch.Tensor, object_mask_threshold: float = 0.5,
                       overlap_threshold: float = 0.8, mask_threshold: float = 0.5

@@ -35,6 +35,7 @@ def add_panoptic_config(cfg: CfgNode) -> None:
     p.RMA_BLOCKS = ()
     p.RMA_DIM = 64
     p.RMA_PATCH_THRESHOLD = 0.3  # a patch is in a mask when this fraction of it is
+    p.USE_REFINED_MASKS = True  # assemble the last RMA block's refined masks (rma, RMA_BLOCKS)
     p.CROP_SIZE = 0  # crop classifier input size; 0 = the CLIP's native size
     # scoring (FC-CLIP-style geometric ensemble of the query head and CLIP), SCORER_REGISTRY
     p.SCORER = "MaskEnsembleScorer"
