@@ -1,14 +1,22 @@
-"""Batched inference with any vocabulary.
+"""Batched inference with any vocabulary: detection, and panoptic segmentation with a panoptic
+model (``MODEL.PANOPTIC_ON``).
 
     predictor = OVPredictor(cfg, "output/demo/model_final.pth")
     predictor.set_vocabulary(["tomato", "egg", "ice cube"])
     results = predictor(["a.png", array, tensor])   # one dict per image
     results = predictor("a.png")                      # one image: a list of one dict
+    predictor.set_vocabulary(["tomato", "egg"], stuff=["table", "wall"])  # panoptic model
 
-Each result: ``{"boxes": (N, 4) float32 xyxy in original pixels, "scores": (N,), "classes": (N,)
-int64 indices into the vocabulary, "labels": list of N names, "masks": (N, H, W) bool or None}``
-(NumPy arrays). Images may be paths, (H, W[, C]) arrays or (C, H, W) tensors of any size and mode
-(:func:`ovdet.data.image_io.read_image`); a single path, array or tensor is one image, never a
+Each result holds, when the model has a detector: ``{"boxes": (N, 4) float32 xyxy in original
+pixels, "scores": (N,), "classes": (N,) int64 indices into the vocabulary, "labels": list of N
+names, "masks": (N, H, W) bool or None}`` (NumPy arrays); and when it has a panoptic branch:
+``"panoptic_seg": (ids, segments)``, ``ids`` an (H, W) int32 array of segment ids at the original
+size (0 = void) and ``segments`` a list of ``{"id": int, "category_id": int, "isthing": bool,
+"score": float, "label": str}``, ``category_id`` indexing the things
+(:attr:`OVPredictor.vocabulary`) then the stuff (:attr:`OVPredictor.stuff_vocabulary`) and
+``label`` its name. A panoptic model without detector (``MODEL.DETECTOR_ON False``) returns only
+``"panoptic_seg"``. Images may be paths, (H, W[, C]) arrays or (C, H, W) tensors of any size and
+mode (:func:`ovdet.data.image_io.read_image`); a single path, array or tensor is one image, never a
 sequence of them.
 """
 from __future__ import annotations
@@ -51,13 +59,25 @@ class OVPredictor:
 
     @property
     def vocabulary(self) -> list[str]:
+        """The thing names (detection classes)."""
         return list(self.model.vocabulary)
 
+    @property
+    def stuff_vocabulary(self) -> list[str]:
+        """The stuff names of panoptic segmentation ([] for a model without them)."""
+        return list(getattr(self.model, "stuff_vocabulary", ()))
+
     def set_vocabulary(self, names: Sequence[str], templates: Sequence[str] | None = None,
-                       embeddings: torch.Tensor | None = None) -> None:
+                       embeddings: torch.Tensor | None = None,
+                       stuff: Sequence[str] | None = None) -> None:
         """Detect ``names`` from now on: text embeddings from ``templates`` (cached on disk), or
-        given ``embeddings`` (C, D) whose shape is checked against the model."""
-        self.model.set_vocabulary(names, templates, embeddings)
+        given ``embeddings`` (C, D) whose shape is checked against the model. ``stuff``: the stuff
+        names of a panoptic model (None keeps the current ones, [] removes them; a name may not be
+        both a thing and stuff: ValueError)."""
+        if stuff is None:
+            self.model.set_vocabulary(names, templates, embeddings)
+        else:
+            self.model.set_vocabulary(names, templates, embeddings, stuff=stuff)
 
     @torch.no_grad()
     def propose(self, images: Sequence | Any) -> list[dict]:
@@ -75,20 +95,31 @@ class OVPredictor:
 
     @torch.no_grad()
     def __call__(self, images: Sequence | Any) -> list[dict]:
-        """Detections per image (module doc) for a list of images or a single one."""
+        """Results per image (module doc) for a list of images or a single one."""
         if not len(self.model.vocabulary):
             raise RuntimeError("set a vocabulary first: predictor.set_vocabulary([...names])")
         images = as_image_list(images)
+        things = self.vocabulary
+        categories = things + self.stuff_vocabulary
         results: list[dict] = []
         for start in range(0, len(images), self.batch_size):
             inputs = [self.mapper.map_image(read_image(image))
                       for image in images[start:start + self.batch_size]]
             for output in self.model(inputs):
-                instances = {k: v.cpu().numpy() for k, v in output["instances"].items()}
-                results.append({"boxes": instances["boxes"].astype(np.float32),
-                                "scores": instances["scores"], "classes": instances["classes"],
-                                "labels": [self.model.vocabulary[c] for c in instances["classes"]],
-                                "masks": instances.get("masks")})
+                result: dict[str, Any] = {}
+                if "instances" in output:
+                    instances = {k: v.cpu().numpy() for k, v in output["instances"].items()}
+                    result.update({"boxes": instances["boxes"].astype(np.float32),
+                                   "scores": instances["scores"], "classes": instances["classes"],
+                                   "labels": [things[c] for c in instances["classes"]],
+                                   "masks": instances.get("masks")})
+                if "panoptic_seg" in output:
+                    ids, segments = output["panoptic_seg"]
+                    result["panoptic_seg"] = (
+                        ids.cpu().numpy().astype(np.int32),
+                        [{**segment, "label": categories[segment["category_id"]]}
+                         for segment in segments])
+                results.append(result)
         return results
 
 
