@@ -45,6 +45,16 @@ TINY_DETECTOR = [
     "TEST.IMS_PER_BATCH", "4", "SEED", "3",
 ]
 
+# The tiny detector with a small panoptic branch (RMA blocks included) instead of the RoI mask head.
+TINY_PANOPTIC = TINY_DETECTOR + [
+    "MODEL.MASK_ON", "False", "MODEL.PANOPTIC_ON", "True", "MODEL.PANOPTIC.NUM_QUERIES", "5",
+    "MODEL.PANOPTIC.HIDDEN_DIM", "32", "MODEL.PANOPTIC.NUM_HEADS", "4",
+    "MODEL.PANOPTIC.DIM_FEEDFORWARD", "64", "MODEL.PANOPTIC.DEC_LAYERS", "1",
+    "MODEL.PANOPTIC.TRAIN_POINTS", "64", "MODEL.PANOPTIC.RMA_BLOCKS", "(1,)",
+    "MODEL.PANOPTIC.RMA_DIM", "8", "DATASETS.TRAIN", "('tiny_train_panoptic',)",
+    "DATASETS.TEST", "('tiny_val_panoptic',)",
+]
+
 
 @pytest.fixture()
 def tiny_cfg():
@@ -58,8 +68,10 @@ def tiny_cfg():
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
-    """A toy world of 64-px images (train 12, val 6) registered as tiny_train / tiny_val."""
+    """A toy world of 64-px images (train 12, val 6) registered as tiny_train / tiny_val and
+    tiny_train_panoptic / tiny_val_panoptic."""
     from ovdet.data import register_coco_instances
+    from ovdet.data.panoptic import register_coco_panoptic
     from ovdet.data.toyworld import write_split
 
     root = tmp_path_factory.mktemp("tiny_world")
@@ -69,6 +81,11 @@ def tiny_world(tmp_path_factory):
                             str(root / "train"), keep="base")
     register_coco_instances("tiny_val", str(root / "annotations/instances_val.json"),
                             str(root / "val"))
+    for split, keep in (("train", "base"), ("val", "all")):
+        register_coco_panoptic(f"tiny_{split}_panoptic",
+                               str(root / f"annotations/panoptic_{split}.json"),
+                               str(root / f"annotations/panoptic_{split}"), str(root / split),
+                               keep=keep)
     return root
 
 

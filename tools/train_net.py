@@ -59,6 +59,11 @@ def check_datasets(cfg, eval_only: bool) -> tuple[list[str], list[str]]:
     stuff = [] if eval_only else training_stuff(names)
     for name in dict.fromkeys([*names, *cfg.DATASETS.TEST]):
         check_dataset_classes(name)
+    panoptic_tests = [n for n in cfg.DATASETS.TEST
+                      if DatasetCatalog.metadata(n).evaluator_type == "coco_panoptic"]
+    if panoptic_tests and not cfg.MODEL.PANOPTIC_ON:
+        raise ConfigError(f"DATASETS.TEST names panoptic datasets {panoptic_tests}; evaluating "
+                          "them needs a panoptic model (MODEL.PANOPTIC_ON True)")
     if cfg.MODEL.PANOPTIC_ON:
         not_panoptic = [n for n in names
                         if DatasetCatalog.metadata(n).evaluator_type != "coco_panoptic"]
