@@ -6,6 +6,7 @@ import torch
 
 from conftest import TINY_DETECTOR, TINY_PANOPTIC
 from ovdet.config import ConfigError, get_cfg
+from ovdet.engine.checkpoint import DetectorCheckpointer
 from ovdet.modeling.registry import build_model
 from test_train_net import load_tool
 
@@ -139,6 +140,16 @@ def test_train_net_trains_and_evaluates_pq(tiny_world, tmp_path, capsys):
         "MODEL.WEIGHTS", str(output / "model_final.pth"), "OUTPUT_DIR", str(tmp_path / "eval")])
     again = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())
     assert again["tiny_val_panoptic"]["panoptic"]["PQ"] == pytest.approx(panoptic["PQ"])
+    # a loaded checkpoint knows its stuff classes
+    model = build_model(panoptic_cfg("MODEL.DETECTOR_ON", "False"))
+    DetectorCheckpointer(model).load(str(output / "model_final.pth"))
+    assert model.stuff_names == ["sky", "grass", "water", "sand", "wall"]
+    # the box demo refuses a model without a detector, pointing to the panoptic tool
+    with pytest.raises(SystemExit, match="no detector.*panoptic_infer.py"):
+        load_tool("demo").main(["--config-file", str(output / "config.yaml"), "--input",
+                                str(tiny_world / "val"), "--vocabulary", "tomato", "--output",
+                                str(tmp_path / "demo"), "MODEL.WEIGHTS",
+                                str(output / "model_final.pth")])
 
 
 def write_config(tmp_path, panoptic=True):

@@ -152,6 +152,9 @@ def build_predictor(args: argparse.Namespace) -> OVPredictor:
         raise ConfigError("the demo needs a trained detector: add MODEL.WEIGHTS path/to/model.pth")
     if not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise FileNotFoundError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS}")
+    if not cfg.MODEL.DETECTOR_ON:
+        raise ConfigError("this model has no detector (MODEL.DETECTOR_ON False): for its panoptic "
+                          "segmentation use tools/panoptic_infer.py")
     predictor = OVPredictor(cfg)
     predictor.set_vocabulary(vocabulary)
     return predictor

@@ -34,10 +34,12 @@ class CheckpointError(ValueError):
 
 
 class DetectorCheckpointer(Checkpointer):
-    """Checkpoints hold ``{"model", "optimizer", "iteration", "base_names"}``."""
+    """Checkpoints hold ``{"model", "optimizer", "iteration", "base_names", "stuff_names"}``
+    (the names trained on, things and stuff, and which of them are stuff)."""
 
     def save(self, name: str, **kwargs: Any) -> None:
-        super().save(name, base_names=list(getattr(self.model, "base_names", [])), **kwargs)
+        super().save(name, base_names=list(getattr(self.model, "base_names", [])),
+                     stuff_names=list(getattr(self.model, "stuff_names", [])), **kwargs)
 
     def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
         """fvcore's ``load``; a non-empty ``path`` that is not a file is a FileNotFoundError."""
@@ -66,8 +68,12 @@ class DetectorCheckpointer(Checkpointer):
 
     def _load_model(self, checkpoint: Any):
         base_names = checkpoint.pop("base_names", None)
+        stuff_names = checkpoint.pop("stuff_names", None)
         if base_names is not None and hasattr(self.model, "set_base_names"):
             self.model.set_base_names(base_names)
+        vocabulary = getattr(self.model, "stuff_vocabulary", None)
+        if stuff_names and vocabulary is not None and not len(vocabulary):
+            vocabulary.set(stuff_names)  # the stuff it was trained on, until a vocabulary is set
         return super()._load_model(checkpoint)
 
 
