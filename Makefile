@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ovdet-installed
 DATASETS ?= datasets
 TOYWORLD := $(DATASETS)/toyworld
 
-.PHONY: demo demo-pseudo test toyworld clean-demo
+.PHONY: demo demo-pseudo demo-panoptic test toyworld clean-demo
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,14 @@ demo-pseudo: $(STAMP) toyworld
 		--config-file $(PSEUDO_DIR)/pbovd_finetune/config.yaml --eval-only \
 		MODEL.WEIGHTS $(PSEUDO_DIR)/pbovd_finetune/model_final.pth \
 		MODEL.OPEN_VOCAB.NOVEL_PRIOR objectness OUTPUT_DIR $(PSEUDO_DIR)/pbovd_finetune/objectness_prior
+
+PANOPTIC_DIR ?= output/demo_panoptic
+
+# Open-vocabulary panoptic segmentation: the panoptic branch (query masks + RMA mask tokens) trained
+# on base things and stuff (novel things are void), then PQ on val with every thing and stuff class.
+demo-panoptic: $(STAMP) toyworld
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py \
+		--config-file configs/toyworld/panoptic_maskclip.yaml OUTPUT_DIR $(PANOPTIC_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

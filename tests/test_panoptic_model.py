@@ -102,6 +102,8 @@ def test_inference_gives_panoptic_seg_at_the_original_size(panoptic_model):
 def test_stuff_vocabulary_rules(panoptic_model):
     with pytest.raises(ValueError, match="both as things and as stuff"):
         panoptic_model.set_vocabulary(["tomato", "Sky"], stuff=["sky"])
+    with pytest.raises(ValueError, match="both as things and as stuff"):
+        panoptic_model.set_vocabulary(["grass"])  # the kept stuff counts too
     panoptic_model.set_vocabulary(["tomato", "banana"])  # stuff=None keeps the stuff
     assert panoptic_model.stuff_names == ["sky", "grass"]
     embeddings, seen, is_thing = panoptic_model.panoptic_vocabulary()

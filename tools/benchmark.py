@@ -33,6 +33,20 @@ every call, as its pipeline does. After one warm-up each the two run interleaved
 owlvit / ovdet`` (of the medians; also per round and the median of those, which a machine whose
 speed drifts disturbs less), torch threads and the process's peak RSS (MiB; ``ovdet_peak_rss_mib``
 is the peak before OWL-ViT was built, the other is the whole process).
+
+    python tools/benchmark.py panoptic [--config-file configs/coco_panoptic/maskclip_vitb16.yaml]
+        [--size 640] [--masks 100] [--repeats 3] [--threads 2] [--dataset NAME] [KEY VALUE ...]
+
+``panoptic``: the two mask classifiers of the panoptic branch on the same masks, in one process.
+Speed: on a square noise image of ``--size`` pixels and ``--masks`` random elliptic masks (on the
+query head's mask grid), seconds of RMA mask tokens (the trunk pass they re-enter is shared with
+the rest of the model and timed apart, ``trunk_s``) and of masked crops through the whole CLIP,
+interleaved for ``--repeats`` rounds after a warm-up; ``ratio = crop / rma`` (medians) and
+``ratio_with_trunk = crop / (rma + trunk)``. Weights are random (``MODEL.CLIP.PRETRAINED ""``)
+unless ``MODEL.WEIGHTS`` is given. Accuracy (``--dataset``, needs ``MODEL.WEIGHTS``): PQ, SQ, RQ
+(things, stuff, novel) on the dataset with every classifier on the same query-head proposals:
+``rma`` (segments from the refined masks when there are RMA blocks), ``rma_head_masks`` (RMA
+scores, the query head's masks) and ``crop``, each with its seconds per image.
 """
 from __future__ import annotations
 
@@ -50,12 +64,16 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ovdet.clip.crops import crop_embeddings
 from ovdet.clip.load import load_clip
 from ovdet.clip import WeightsNotFoundError
 from ovdet.config import ConfigError, get_cfg
+from ovdet.data.catalog import DatasetCatalog, DatasetError, UnknownDatasetError
 from ovdet.data.mapper import DatasetMapper
 from ovdet.data.ovd_splits import COCO_OVD_BASE_IDS, COCO_OVD_NAMES
 from ovdet.data.toyworld.categories import STUFF_CATEGORIES
+from ovdet.engine.checkpoint import DetectorCheckpointer
+from ovdet.engine.evaluation import inference_on_dataset
 from ovdet.evaluation.pseudo_boxes import pseudo_box_quality
 from ovdet.modeling.registry import build_model
 from ovdet.pseudo.captions import group_coco_captions
@@ -240,6 +258,108 @@ def detector(args: argparse.Namespace) -> dict:
     return result
 
 
+PANOPTIC_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "coco_panoptic" / \
+    "maskclip_vitb16.yaml"
+
+
+def random_masks(count: int, grid: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """(count, h, w) mask logits (+4 inside, -4 outside) of random ellipses, radii 5-40% of the
+    grid's sides."""
+    rng = np.random.default_rng(seed)
+    h, w = grid
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    centres = rng.uniform(0, 1, (count, 2)) * (h, w)
+    radii = rng.uniform(0.05, 0.4, (count, 2)) * (h, w)
+    inside = (((ys[None] - centres[:, 0, None, None]) / radii[:, 0, None, None]) ** 2
+              + ((xs[None] - centres[:, 1, None, None]) / radii[:, 1, None, None]) ** 2) <= 1
+    return torch.from_numpy(np.where(inside, 4.0, -4.0).astype(np.float32))
+
+
+def build_panoptic(args: argparse.Namespace):
+    """The panoptic model of ``args.config_file`` and overrides (random CLIP unless
+    MODEL.WEIGHTS), eval mode, and its config."""
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(["MODEL.CLIP.PRETRAINED", "", "INPUT.MIN_SIZE", str(args.size),
+                         "INPUT.MAX_SIZE", str(args.size), *args.opts])
+    if not cfg.MODEL.PANOPTIC_ON:
+        raise ConfigError(f"{args.config_file} has no panoptic branch (MODEL.PANOPTIC_ON)")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    if cfg.MODEL.WEIGHTS:
+        DetectorCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model, cfg
+
+
+def panoptic_speed(args: argparse.Namespace, model, cfg) -> dict:
+    """Seconds of RMA and of crops on the same random masks (module doc)."""
+    head = model.panoptic_head
+    image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
+    images = model.preprocess([DatasetMapper(cfg, False).map_image(image)])
+    with torch.no_grad():
+        trunk_output, _ = model.backbone(images.tensors)
+    stride = head.query_head.mask_stride
+    grid = (images.tensors.shape[-2] // stride, images.tensors.shape[-1] // stride)
+    masks = random_masks(args.masks, grid)
+    runners = {
+        "rma": lambda: head.rma(model.trunk, trunk_output, [masks]),
+        "crop": lambda: crop_embeddings(model.trunk, images.tensors, [masks > 0],
+                                        size=head.crop_size),
+        "trunk": lambda: model.backbone(images.tensors)}
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    with torch.no_grad():
+        for run in runners.values():
+            run()  # warm-up
+        for _ in range(args.repeats):
+            for name, run in runners.items():
+                started = time.perf_counter()
+                run()
+                seconds[name].append(round(time.perf_counter() - started, 4))
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    return {"size": args.size, "masks": args.masks, "mask_grid": list(grid),
+            "clip": cfg.MODEL.CLIP.NAME, "keep_last_blocks": cfg.MODEL.CLIP.KEEP_LAST_BLOCKS,
+            "rma_blocks": list(cfg.MODEL.PANOPTIC.RMA_BLOCKS),
+            "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
+            **{f"{name}_s": round(m, 4) for name, m in medians.items()},
+            "seconds": seconds, "ratio": round(medians["crop"] / medians["rma"], 2),
+            "ratio_with_trunk": round(medians["crop"] / (medians["rma"] + medians["trunk"]), 2)}
+
+
+def panoptic_accuracy(args: argparse.Namespace, model, cfg) -> dict:
+    """PQ of every classifier on the same proposals of ``args.dataset`` (module doc)."""
+    if not cfg.MODEL.WEIGHTS:
+        raise ConfigError("--dataset measures a trained model: add MODEL.WEIGHTS path/to/model.pth")
+    head = model.panoptic_head
+    variants = {"rma": ("rma", True), "crop": ("crop", True)}
+    if len(head.rma.layers):
+        variants["rma_head_masks"] = ("rma", False)
+    results = {}
+    with tempfile.TemporaryDirectory() as output:
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.OUTPUT_DIR = output
+        images = len(DatasetCatalog.get(args.dataset))
+        for name, (classifier, refined) in variants.items():
+            head.classifier, head.use_refined_masks = classifier, refined
+            started = time.perf_counter()
+            metrics = inference_on_dataset(cfg, model, args.dataset)["panoptic"]
+            results[name] = {**{k: round(v, 2) for k, v in metrics.items()},
+                             "seconds_per_image": round((time.perf_counter() - started) / images, 4)}
+    return {"dataset": args.dataset, "images": images, **results}
+
+
+def panoptic(args: argparse.Namespace) -> dict:
+    if args.size <= 0 or args.masks < 1 or args.repeats < 1 or args.threads < 1:
+        sys.exit("error: --size, --masks, --repeats and --threads must be positive")
+    torch.set_num_threads(args.threads)
+    model, cfg = build_panoptic(args)
+    result = {"config_file": args.config_file, "overrides": args.opts,
+              "speed": panoptic_speed(args, model, cfg)}
+    if args.dataset:
+        result["accuracy"] = panoptic_accuracy(args, model, cfg)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -258,7 +378,22 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--threads", type=int, default=2)
     bench.add_argument("--config-file", default=str(DETECTOR_CONFIG))
     bench.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    pan = commands.add_parser("panoptic", help="RMA against crops: seconds and PQ")
+    pan.add_argument("--config-file", default=str(PANOPTIC_CONFIG))
+    pan.add_argument("--size", type=int, default=640)
+    pan.add_argument("--masks", type=int, default=100)
+    pan.add_argument("--repeats", type=int, default=3)
+    pan.add_argument("--threads", type=int, default=2)
+    pan.add_argument("--dataset", help="also PQ of each classifier on this registered dataset")
+    pan.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
+    if args.command == "panoptic":
+        try:
+            print(json.dumps(panoptic(args), indent=2))
+        except (ConfigError, WeightsNotFoundError, FileNotFoundError, UnknownDatasetError,
+                DatasetError) as error:
+            sys.exit(f"error: {error}")
+        return
     if args.command == "detector":
         try:
             print(json.dumps(detector(args), indent=2))

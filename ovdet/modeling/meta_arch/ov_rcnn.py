@@ -172,10 +172,10 @@ class OpenVocabRCNN(nn.Module):
         names = check_class_names(names)
         if stuff is not None:
             stuff = check_class_names(stuff, "stuff vocabulary") if len(stuff) else []
-            both = {normalize_class_name(n) for n in names} & {normalize_class_name(n)
-                                                               for n in stuff}
-            if both:
-                raise ValueError(f"{sorted(both)} named both as things and as stuff")
+        both = {normalize_class_name(n) for n in names} & {
+            normalize_class_name(n) for n in (self.stuff_names if stuff is None else stuff)}
+        if both:
+            raise ValueError(f"{sorted(both)} named both as things and as stuff")
         if embeddings is None and templates is not None:
             embeddings = class_embeddings(self.clip, [prompt_name(n) for n in names], templates)
         self.vocabulary.set(names, embeddings)
