@@ -71,14 +71,16 @@ def segment_targets():
 def test_losses_ignore_predictions_on_void_pixels():
     torch.manual_seed(0)
     criterion = PanopticCriterion(num_points=256, oversample=1.0, importance=0.0)
-    logits = torch.randn(1, 3, 3)
+    logits, objectness = torch.randn(1, 3, 2), torch.randn(1, 3)
     masks = torch.randn(1, 3, 8, 8)
     changed = masks.clone()
     changed[..., 6:] = torch.randn(1, 3, 8, 2) * 10  # only void pixels differ
     torch.manual_seed(1)
-    first, _ = criterion({"logits": logits, "masks": masks, "aux": []}, segment_targets())
+    first, _ = criterion({"logits": logits, "objectness": objectness, "masks": masks, "aux": []},
+                         segment_targets())
     torch.manual_seed(1)
-    second, _ = criterion({"logits": logits, "masks": changed, "aux": []}, segment_targets())
+    second, _ = criterion({"logits": logits, "objectness": objectness, "masks": changed,
+                           "aux": []}, segment_targets())
     # mask losses read no void point; bilinear reads at the void border mix the neighbour column
     assert second["loss_panoptic_mask"].item() == pytest.approx(
         first["loss_panoptic_mask"].item(), rel=0.05)
@@ -92,20 +94,25 @@ def test_unmatched_query_mostly_on_void_is_not_taught_no_object():
     masks[0, 0, :, :4] = 10  # query 0: the segment
     masks[0, 1, :, 6:] = 10  # query 1: all on void (a novel thing, perhaps)
     masks[0, 2, :, 4:6] = 10  # query 2: on labelled background
-    logits = torch.zeros(1, 3, 3)
-    prediction = {"logits": logits, "masks": masks}
+    objectness = torch.zeros(1, 3)
+    prediction = {"logits": torch.zeros(1, 3, 2), "objectness": objectness, "masks": masks}
     matches = [(torch.tensor([0]), torch.tensor([0]))]
-    loss = criterion.classification_loss(prediction, segment_targets(), matches)
-    # weights: query 0 -> 1 (class 1), query 1 -> 0, query 2 -> 0.1 (void); uniform logits: every
-    # cross-entropy is log 3
-    assert loss.item() == pytest.approx(math.log(3), abs=1e-5)
-    logits[0, 1] = torch.tensor([5.0, 0.0, -5.0])  # query 1 confident "class 0": not penalised
-    assert criterion.classification_loss(prediction, segment_targets(), matches).item() == \
-        pytest.approx(math.log(3), abs=1e-5)
-    logits[0, 2] = torch.tensor([5.0, 0.0, -5.0])  # query 2 is: its loss counts with weight 0.1
-    expected = (math.log(3) + 0.1 * (torch.tensor([5.0, 0, -5]).logsumexp(0).item() + 5)) / 1.1
-    assert criterion.classification_loss(prediction, segment_targets(), matches).item() == \
+    loss = criterion.objectness_loss(prediction, segment_targets(), matches)
+    # weights: query 0 -> 1 (a segment), query 1 -> 0, query 2 -> 0.1 (no object); objectness
+    # logits 0: every binary cross-entropy is log 2
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
+    objectness[0, 1] = 5.0  # query 1 confident it is an object: not penalised
+    assert criterion.objectness_loss(prediction, segment_targets(), matches).item() == \
+        pytest.approx(math.log(2), abs=1e-5)
+    objectness[0, 2] = 5.0  # query 2 is: its loss counts with weight 0.1
+    expected = (math.log(2) + 0.1 * F.softplus(torch.tensor(5.0)).item()) / 1.1
+    assert criterion.objectness_loss(prediction, segment_targets(), matches).item() == \
         pytest.approx(expected, abs=1e-5)
+    # the class loss reads the matched queries only: -log softmax of class 1 of query 0
+    prediction["logits"][0, 0] = torch.tensor([2.0, 0.0])
+    prediction["logits"][0, 2] = torch.tensor([9.0, -9.0])  # unmatched: ignored
+    assert criterion.classification_loss(prediction, segment_targets(), matches, 1).item() == \
+        pytest.approx(F.softplus(torch.tensor(2.0)).item(), abs=1e-5)
 
 
 def test_criterion_sums_deep_supervision_and_survives_images_without_segments():
@@ -115,18 +122,20 @@ def test_criterion_sums_deep_supervision_and_survives_images_without_segments():
     values[0, 1, :, 6:] = 10
     values[0, 2, :, 4:6] = 10
     masks = values.requires_grad_()
-    logits = torch.randn(1, 3, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    final = {"logits": logits, "masks": masks}
+    logits = torch.randn(1, 3, 2, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    objectness = torch.zeros(1, 3, requires_grad=True)
+    final = {"logits": logits, "objectness": objectness, "masks": masks}
     once, matches = criterion({**final, "aux": []}, segment_targets())
     twice, _ = criterion({**final, "aux": [final]}, segment_targets())
     assert [m.tolist() for m in matches[0]] == [[0], [0]]
-    assert twice["loss_panoptic_ce"].item() == pytest.approx(2 * once["loss_panoptic_ce"].item())
+    for name in ("loss_panoptic_ce", "loss_panoptic_objectness"):
+        assert twice[name].item() == pytest.approx(2 * once[name].item())
     empty = [{"masks": torch.zeros(0, 8, 8, dtype=torch.bool),
               "classes": torch.zeros(0, dtype=torch.int64), "void": torch.zeros(8, 8, dtype=torch.bool)}]
     losses, matches = criterion({**final, "aux": []}, empty)
     assert all(torch.isfinite(v) for v in losses.values()) and matches[0][0].numel() == 0
     sum(losses.values()).backward()
-    assert masks.grad is not None and logits.grad is not None
+    assert masks.grad is not None and objectness.grad is not None
 
 
 def test_assembly_on_an_overlap_case():
@@ -185,18 +194,19 @@ def test_assembly_drops_a_mostly_hidden_segment():
 
 
 def test_mask_ensemble_scorer_by_hand():
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))  # 2 classes + void
+    logits = torch.log(torch.tensor([[0.6, 0.4]]))  # 2 classes
+    objectness = torch.tensor([math.log(0.8 / 0.2)])  # sigmoid: 0.8
     clip = torch.tensor([[0.2, 0.8]])
     seen = torch.tensor([True, False])
-    scorer = MaskEnsembleScorer(ensemble_weights=(0.4, 0.8))
-    scores = scorer(MaskScoringInputs(logits=logits, clip_probabilities=clip, seen=seen))
-    a = 0.5 ** 0.6 * 0.2 ** 0.4
-    b = 0.3 ** 0.2 * 0.8 ** 0.8
+    inputs = MaskScoringInputs(logits=logits, objectness=objectness, clip_probabilities=clip,
+                               seen=seen)
+    scores = MaskEnsembleScorer(ensemble_weights=(0.4, 0.8))(inputs)
+    a = 0.6 ** 0.6 * 0.2 ** 0.4
+    b = 0.4 ** 0.2 * 0.8 ** 0.8
     expected = torch.tensor([[a, b]]) / (a + b) * 0.8
     assert torch.allclose(scores, expected, atol=1e-6)
-    head_only = MaskEnsembleScorer(use_clip=False)(
-        MaskScoringInputs(logits=logits, clip_probabilities=clip, seen=seen))
-    assert torch.allclose(head_only, torch.tensor([[0.5, 0.3]]), atol=1e-6)
+    head_only = MaskEnsembleScorer(use_clip=False)(inputs)
+    assert torch.allclose(head_only, torch.tensor([[0.48, 0.32]]), atol=1e-6)
     with pytest.raises(ValueError, match="ensemble weights"):
         MaskEnsembleScorer(ensemble_weights=(1.5, 0.1))
 
@@ -209,8 +219,10 @@ def test_query_head_shapes_and_masked_attention():
     features = {"p1": torch.randn(2, 16, 16, 16), "p2": torch.randn(2, 16, 8, 8),
                 "p3": torch.randn(2, 16, 4, 4)}
     text = F.normalize(torch.randn(7, 12), dim=-1)
-    out = head(features, text)
-    assert out["logits"].shape == (2, 5, 8) and out["masks"].shape == (2, 5, 16, 16)
+    images = torch.randn(2, 3, 32, 32)
+    out = head(features, text, images)
+    assert out["logits"].shape == (2, 5, 7) and out["masks"].shape == (2, 5, 16, 16)
+    assert out["objectness"].shape == (2, 5)
     assert len(out["aux"]) == 2 and head.mask_stride == 2
     # a query whose mask is off everywhere may look everywhere (no all-masked attention row)
     blocked = head.attention_block(torch.full((1, 5, 16, 16), -5.0), (4, 4))
@@ -219,5 +231,13 @@ def test_query_head_shapes_and_masked_attention():
     on[0, 0, :8, :8] = 5.0
     blocked = head.attention_block(on, (4, 4))
     assert blocked[0, 0].view(4, 4)[:2, :2].logical_not().all() and blocked[0, 0].sum() == 12
+    with pytest.raises(ValueError, match="pass the images"):
+        head(features, text)
+    # the image stem starts as a no-op (zero-initialised projection)
+    plain = QueryMaskHead(shape, 12, num_queries=5, hidden_dim=32, num_heads=4,
+                          dim_feedforward=64, num_layers=2, image_stem=False)
+    plain.load_state_dict({k: v for k, v in head.state_dict().items()
+                           if not k.startswith("image_stem")})
+    assert torch.allclose(plain(features, text)["masks"], out["masks"], atol=1e-5)
     with pytest.raises(ValueError, match="multiple of num_heads"):
         QueryMaskHead(shape, 12, hidden_dim=30, num_heads=4)

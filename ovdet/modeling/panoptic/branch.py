@@ -2,7 +2,7 @@
 classification (RMA mask tokens or masked crops), FC-CLIP scoring and panoptic assembly.
 
 Training (``targets`` given, :mod:`.criterion` for their form): the query head's losses
-(``loss_panoptic_{ce,mask,dice}``) and, when relative mask attention has blocks
+(``loss_panoptic_{objectness,ce,mask,dice}``) and, when relative mask attention has blocks
 (``MODEL.PANOPTIC.RMA_BLOCKS``), the mask tokens' losses on the matched queries' masks:
 ``loss_rma_ce`` (their CLIP-space embeddings against the training classes' text embeddings) and
 ``loss_rma_{mask,dice}`` (the refined masks of every RMA block against the matched segments).
@@ -79,7 +79,8 @@ class MaskCLIPPanopticHead(nn.Module):
         p = cfg.MODEL.PANOPTIC
         head = QueryMaskHead(input_shape, trunk.embed_dim, num_queries=p.NUM_QUERIES,
                              hidden_dim=p.HIDDEN_DIM, num_heads=p.NUM_HEADS,
-                             dim_feedforward=p.DIM_FEEDFORWARD, num_layers=p.DEC_LAYERS)
+                             dim_feedforward=p.DIM_FEEDFORWARD, num_layers=p.DEC_LAYERS,
+                             image_stem=p.IMAGE_STEM)
         if trunk.patch_size % head.mask_stride:
             raise ValueError(f"the finest pyramid stride {head.mask_stride} must divide the patch "
                              f"size {trunk.patch_size} (mask tokens pool masks per patch)")
@@ -110,7 +111,7 @@ class MaskCLIPPanopticHead(nn.Module):
         vocabulary (things, then stuff); ``seen``: (C,) bool, classes trained on;
         ``logit_scale``: CLIP's. Returns ``(results, losses)`` (module doc); training results are
         empty."""
-        outputs = self.query_head(features, class_embeddings)
+        outputs = self.query_head(features, class_embeddings, images)
         if targets is not None:
             return [], self.losses(outputs, trunk, trunk_output, class_embeddings, logit_scale,
                                    targets)
@@ -123,10 +124,11 @@ class MaskCLIPPanopticHead(nn.Module):
             embeddings = crop_embeddings(trunk, images, [m > 0 for m in mask_logits],
                                          size=self.crop_size)
         results = []
-        for logits, masks, embedding in zip(outputs["logits"], mask_logits, embeddings):
+        for logits, objectness, masks, embedding in zip(outputs["logits"], outputs["objectness"],
+                                                        mask_logits, embeddings):
             clip = text_probabilities(embedding, class_embeddings, logit_scale)
-            scores = self.scorer(MaskScoringInputs(logits=logits, clip_probabilities=clip,
-                                                   seen=seen))
+            scores = self.scorer(MaskScoringInputs(logits=logits, objectness=objectness,
+                                                   clip_probabilities=clip, seen=seen))
             results.append({"scores": scores, "mask_logits": masks})
         return results, {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...config.config import CfgNode
 
 # Losses of the panoptic branch (weights in MODEL.LOSS_WEIGHTS, 1 unless set there).
-PANOPTIC_LOSSES = ("loss_panoptic_ce", "loss_panoptic_mask", "loss_panoptic_dice",
+PANOPTIC_LOSSES = ("loss_panoptic_objectness", "loss_panoptic_ce", "loss_panoptic_mask", "loss_panoptic_dice",
                    "loss_rma_ce", "loss_rma_mask", "loss_rma_dice")
 
 
@@ -20,6 +20,7 @@ def add_panoptic_config(cfg: CfgNode) -> None:
     p.NUM_HEADS = 8
     p.DIM_FEEDFORWARD = 1024
     p.DEC_LAYERS = 3
+    p.IMAGE_STEM = True  # add convolutions of the image to the per-pixel embeddings (boundaries)
     # training: points sampled per mask (importance sampling), matching and loss weights
     p.TRAIN_POINTS = 12544
     p.OVERSAMPLE_RATIO = 3.0
@@ -27,7 +28,7 @@ def add_panoptic_config(cfg: CfgNode) -> None:
     p.COST_CLASS = 2.0
     p.COST_MASK = 5.0
     p.COST_DICE = 5.0
-    p.VOID_WEIGHT = 0.1  # weight of the "no object" class in the classification loss
+    p.VOID_WEIGHT = 0.1  # weight of unmatched queries ("no object") in the objectness loss
     # mask classification: "rma" (mask tokens inside CLIP) or "crop" (masked crops re-encoded)
     p.CLASSIFIER = "rma"
     # blocks (0-based, among the last MODEL.CLIP.KEEP_LAST_BLOCKS) with relative mask attention

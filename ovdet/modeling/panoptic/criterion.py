@@ -1,4 +1,4 @@
-"""Losses of the panoptic branch: query classification and masks, after Hungarian matching.
+"""Losses of the panoptic branch: query objectness, classes and masks, after Hungarian matching.
 
 Targets per image (padded input pixels, H x W)::
 
@@ -8,6 +8,11 @@ Targets per image (padded input pixels, H x W)::
 classes (removed from the training file), padding. Void pixels are ignored by every loss: no
 point on them is sampled into a mask loss, and a query left unmatched whose predicted mask lies
 mostly (over half) on void is not taught "no object" either: it may be covering a novel thing.
+
+Losses (summed over the final and every auxiliary prediction): ``loss_panoptic_objectness``
+(binary cross-entropy: matched queries are segments, the other queries not, weighted
+``void_weight``), ``loss_panoptic_ce`` (the matched queries' classes), ``loss_panoptic_mask`` and
+``loss_panoptic_dice`` (per matched mask, on points).
 """
 from __future__ import annotations
 
@@ -58,8 +63,9 @@ class PanopticCriterion:
     Args:
         num_points: points per mask for the mask losses and the matching.
         oversample, importance: importance sampling of the loss points.
-        cost_class, cost_mask, cost_dice: the matching costs' weights.
-        void_weight: weight of the "no object" class in the classification loss.
+        cost_class, cost_mask, cost_dice: the matching costs' weights (the class cost is
+            ``-objectness x p(class)``).
+        void_weight: weight of the unmatched queries ("no object") in the objectness loss.
     """
 
     def __init__(self, num_points: int = 12544, oversample: float = 3.0, importance: float = 0.75,
@@ -72,50 +78,64 @@ class PanopticCriterion:
         self.costs = (cost_class, cost_mask, cost_dice)
         self.void_weight = void_weight
 
-    def match(self, logits: torch.Tensor, masks: torch.Tensor, targets: list[dict]
-              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per image (query indices, segment indices) for (B, Q, C + 1) logits, (B, Q, h, w)."""
+    def match(self, prediction: dict, targets: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image (query indices, segment indices) for a prediction (``logits`` (B, Q, C),
+        ``objectness`` (B, Q), ``masks`` (B, Q, h, w))."""
+        masks = prediction["masks"]
+        probabilities = prediction["logits"].softmax(-1) * prediction["objectness"].sigmoid()[..., None]
         matches = []
         for b, target in enumerate(targets):
             points = torch.rand(self.num_points, 2, device=masks.device)
             weights = labelled_points(target["void"][None], points)[0]
             matches.append(hungarian_match(
-                logits[b].softmax(-1), point_sample(masks[b], points),
+                probabilities[b], point_sample(masks[b], points),
                 target["classes"], point_sample(target["masks"].float(), points), weights,
                 *self.costs))
         return matches
 
     def __call__(self, outputs: dict, targets: list[dict]) -> tuple[dict[str, torch.Tensor], list]:
-        """``outputs``: the query head's (``logits``, ``masks``, ``aux``). Returns the losses
-        summed over the final and the auxiliary predictions, ``loss_panoptic_{ce,mask,dice}``,
-        and the matches of the final prediction (per image (queries, segments))."""
+        """``outputs``: the query head's (``logits``, ``objectness``, ``masks``, ``aux``).
+        Returns the losses summed over the final and the auxiliary predictions (module doc), and
+        the matches of the final prediction (per image (queries, segments))."""
         num_masks = max(1, sum(len(t["classes"]) for t in targets))
-        totals = {"loss_panoptic_ce": 0.0, "loss_panoptic_mask": 0.0, "loss_panoptic_dice": 0.0}
+        totals = {"loss_panoptic_objectness": 0.0, "loss_panoptic_ce": 0.0,
+                  "loss_panoptic_mask": 0.0, "loss_panoptic_dice": 0.0}
         final_matches: list = []
         for prediction in [*outputs["aux"], outputs]:
-            matches = self.match(prediction["logits"], prediction["masks"], targets)
-            totals["loss_panoptic_ce"] += self.classification_loss(prediction, targets, matches)
+            matches = self.match(prediction, targets)
+            totals["loss_panoptic_objectness"] += self.objectness_loss(prediction, targets, matches)
+            totals["loss_panoptic_ce"] += self.classification_loss(prediction, targets, matches,
+                                                                   num_masks)
             bce, dice = self.mask_losses(prediction["masks"], targets, matches)
             totals["loss_panoptic_mask"] += bce / num_masks
             totals["loss_panoptic_dice"] += dice / num_masks
             final_matches = matches
         return totals, final_matches
 
-    def classification_loss(self, prediction: dict, targets: list[dict], matches: list
-                            ) -> torch.Tensor:
-        """Weighted cross-entropy over C + 1 classes: matched queries their segment's class,
-        the others void (weight ``void_weight``), except those mostly over void (weight 0)."""
-        logits, masks = prediction["logits"], prediction["masks"]
-        batch, queries, classes = logits.shape
-        void_class = classes - 1
-        labels = torch.full((batch, queries), void_class, dtype=torch.int64, device=logits.device)
-        weights = torch.full((batch, queries), self.void_weight, device=logits.device)
-        for b, (target, (rows, columns)) in enumerate(zip(targets, matches)):
+    def objectness_loss(self, prediction: dict, targets: list[dict], matches: list
+                        ) -> torch.Tensor:
+        """Weighted binary cross-entropy of the objectness: matched queries 1 (weight 1), the
+        others 0 (weight ``void_weight``), except those mostly over void (weight 0)."""
+        objectness, masks = prediction["objectness"], prediction["masks"]
+        labels = torch.zeros_like(objectness, dtype=torch.float32)
+        weights = torch.full_like(labels, self.void_weight)
+        for b, (target, (rows, _)) in enumerate(zip(targets, matches)):
             weights[b] *= ~self.mostly_void(masks[b].detach(), target["void"])
-            labels[b, rows] = target["classes"][columns.to(labels.device)]
+            labels[b, rows] = 1.0
             weights[b, rows] = 1.0
-        losses = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), reduction="none")
-        return (losses * weights.flatten()).sum() / weights.sum().clamp(min=1e-6)
+        losses = F.binary_cross_entropy_with_logits(objectness.float(), labels, reduction="none")
+        return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
+
+    @staticmethod
+    def classification_loss(prediction: dict, targets: list[dict], matches: list,
+                            num_masks: int) -> torch.Tensor:
+        """Cross-entropy of the matched queries' classes, summed over them / ``num_masks``
+        (zero, with gradient, without segments)."""
+        logits = prediction["logits"]
+        chosen = torch.cat([logits[b, rows.to(logits.device)] for b, (rows, _) in enumerate(matches)])
+        labels = torch.cat([t["classes"][columns.to(t["classes"].device)]
+                            for t, (_, columns) in zip(targets, matches)])
+        return F.cross_entropy(chosen.float(), labels, reduction="sum") / num_masks
 
     def mostly_void(self, masks: torch.Tensor, void: torch.Tensor) -> torch.Tensor:
         """(Q, h, w) mask logits -> (Q,) bool: over half of the predicted mask lies on void."""

@@ -1,8 +1,11 @@
 """Class-agnostic mask proposals from learned queries on the shared pyramid (Mask2Former style).
 
 * **Pixel decoder.** Every pyramid level is projected to ``hidden_dim`` channels and summed top
-  down (FPN); the finest sum, after a 3x3 convolution, is the per-pixel embedding map (``mask
-  features``, at the finest pyramid stride). The three coarsest levels are the decoder's memory.
+  down (FPN); the finest sum, plus (``image_stem``) a few stride-2 convolutions of the image itself
+  at the same stride, after a 3x3 convolution, is the per-pixel embedding map (``mask features``,
+  at the finest pyramid stride). The CLIP patch grid is coarse (16 px cells for ViT-B/16): the
+  image stem gives mask boundaries the image's own edges, for every class alike. The three
+  coarsest levels are the decoder's memory.
 * **Transformer decoder.** ``num_queries`` learned queries go through ``num_layers`` layers of
   masked cross-attention (each query sees only the pixels of the memory level where its previous
   mask is on; a query whose mask is empty sees all), self-attention and a feed-forward network,
@@ -10,8 +13,9 @@
 * **Predictions, after the query initialisation and after every layer** (deep supervision): mask
   logits = (mask embedding of the query) . (per-pixel embedding); class logits = scaled cosine
   between a projection of the query into CLIP's joint space and the (C, D) text embeddings of the
-  vocabulary, plus one learned "void" (no object) embedding: (Q, C + 1). The class-agnostic
-  objectness of a query is ``1 - p(void)``.
+  vocabulary: (Q, C); and a class-agnostic objectness logit per query (is the query a segment at
+  all; ``p(void) = 1 - sigmoid(objectness)``), which does not depend on the vocabulary, so that a
+  query on an object of a class never trained on is not pushed to "void" by the base classes.
 """
 from __future__ import annotations
 
@@ -63,6 +67,22 @@ class DecoderLayer(nn.Module):
         return self.norms[2](queries + self.ffn(queries))
 
 
+def _image_stem(channels: int, stride: int) -> nn.Sequential:
+    """(B, 3, H, W) -> (B, channels, H / stride, W / stride): log2(stride) stride-2 3x3
+    convolutions (GroupNorm, ReLU), the last projecting to ``channels`` (zero-initialised: the
+    stem starts as a no-op)."""
+    layers: list[nn.Module] = []
+    width = 3
+    for _ in range(int(math.log2(stride))):
+        layers += [nn.Conv2d(width, channels // 2, 3, stride=2, padding=1),
+                   nn.GroupNorm(1, channels // 2), nn.ReLU()]
+        width = channels // 2
+    projection = nn.Conv2d(width, channels, 1)
+    nn.init.zeros_(projection.weight)
+    nn.init.zeros_(projection.bias)
+    return nn.Sequential(*layers, projection)
+
+
 class QueryMaskHead(nn.Module):
     """Query mask proposals on a feature pyramid (module doc).
 
@@ -70,11 +90,12 @@ class QueryMaskHead(nn.Module):
         input_shape: the backbone's ``output_shape()`` (fine to coarse; at least one level).
         embed_dim: D, CLIP's joint space (width of the class embeddings).
         num_queries, hidden_dim, num_heads, dim_feedforward, num_layers: the decoder's sizes.
+        image_stem: add convolutions of the input image to the per-pixel embeddings.
     """
 
     def __init__(self, input_shape: dict[str, ShapeSpec], embed_dim: int, num_queries: int = 100,
                  hidden_dim: int = 256, num_heads: int = 8, dim_feedforward: int = 1024,
-                 num_layers: int = 3) -> None:
+                 num_layers: int = 3, image_stem: bool = True) -> None:
         super().__init__()
         if num_queries < 1 or num_layers < 0:
             raise ValueError(f"need num_queries >= 1 and num_layers >= 0, got {num_queries}, "
@@ -84,6 +105,10 @@ class QueryMaskHead(nn.Module):
                              f"{num_heads} and of 4")
         self.in_features = list(input_shape)
         self.mask_stride = input_shape[self.in_features[0]].stride
+        if image_stem and (self.mask_stride < 2 or self.mask_stride & (self.mask_stride - 1)):
+            raise ValueError(f"the image stem needs a finest pyramid stride that is a power of two "
+                             f">= 2, got {self.mask_stride}")
+        self.image_stem = _image_stem(hidden_dim, self.mask_stride) if image_stem else None
         self.num_heads = num_heads
         self.lateral = nn.ModuleList(nn.Conv2d(s.channels, hidden_dim, 1)
                                      for s in input_shape.values())
@@ -102,17 +127,18 @@ class QueryMaskHead(nn.Module):
                                         nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
                                         nn.Linear(hidden_dim, hidden_dim))
         self.class_embed = nn.Linear(hidden_dim, embed_dim)
-        self.void_embedding = nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim))
+        self.objectness = nn.Linear(hidden_dim, 1)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     @property
     def num_queries(self) -> int:
         return self.query_feat.num_embeddings
 
-    def pixel_decoder(self, features: dict[str, torch.Tensor]
+    def pixel_decoder(self, features: dict[str, torch.Tensor], images: torch.Tensor | None
                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Pyramid -> per-pixel embeddings (B, hidden, H/s0, W/s0) and the memory maps (coarsest
-        first), each (B, hidden, h_l, w_l)."""
+        """Pyramid (and the (B, 3, H, W) normalised images, for the image stem) -> per-pixel
+        embeddings (B, hidden, H/s0, W/s0) and the memory maps (coarsest first), each
+        (B, hidden, h_l, w_l)."""
         maps = [lateral(features[name]) for lateral, name in zip(self.lateral, self.in_features)]
         summed = maps[-1]
         pyramid = [summed]
@@ -120,18 +146,22 @@ class QueryMaskHead(nn.Module):
             summed = lateral + F.interpolate(summed, size=lateral.shape[-2:], mode="nearest")
             pyramid.append(summed)
         memory = pyramid[:self.num_memory_levels]
-        return self.mask_features(pyramid[-1]), memory
+        finest = pyramid[-1]
+        if self.image_stem is not None:
+            if images is None:
+                raise ValueError("this head has an image stem: pass the images")
+            finest = finest + self.image_stem(images)
+        return self.mask_features(finest), memory
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor,
-                class_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, Q, hidden) queries -> class logits (B, Q, C + 1) (last column: void) and mask
-        logits (B, Q, H/s0, W/s0)."""
+                class_embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, Q, hidden) queries -> ``{"logits": (B, Q, C) class logits, "objectness": (B, Q)
+        logits, "masks": (B, Q, H/s0, W/s0) mask logits}``."""
         queries = self.decoder_norm(queries)
         masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(queries), mask_features)
-        text = torch.cat([class_embeddings, F.normalize(self.void_embedding, dim=0)[None]])
         projected = F.normalize(self.class_embed(queries), dim=-1)
-        logits = self.logit_scale.exp().clamp(max=100) * projected @ text.T
-        return logits, masks
+        logits = self.logit_scale.exp().clamp(max=100) * projected @ class_embeddings.T
+        return {"logits": logits, "objectness": self.objectness(queries)[..., 0], "masks": masks}
 
     def attention_block(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(B, Q, H, W) mask logits -> (B * heads, Q, h*w) bool: True where the mask (resized to
@@ -141,12 +171,14 @@ class QueryMaskHead(nn.Module):
         blocked &= ~blocked.all(dim=-1, keepdim=True)
         return blocked.repeat_interleave(self.num_heads, dim=0)
 
-    def forward(self, features: dict[str, torch.Tensor], class_embeddings: torch.Tensor
-                ) -> dict[str, torch.Tensor | list]:
-        """``features``: the pyramid; ``class_embeddings``: (C, D) unit norm. Returns
-        ``{"logits": (B, Q, C + 1), "masks": (B, Q, H/s0, W/s0), "queries": (B, Q, hidden),
-        "aux": [{"logits", "masks"} of the earlier predictions]}``."""
-        mask_features, memory = self.pixel_decoder(features)
+    def forward(self, features: dict[str, torch.Tensor], class_embeddings: torch.Tensor,
+                images: torch.Tensor | None = None) -> dict[str, torch.Tensor | list]:
+        """``features``: the pyramid; ``class_embeddings``: (C, D) unit norm; ``images``: (B, 3,
+        H, W) normalised inputs (needed with an image stem). Returns
+        ``{"logits": (B, Q, C), "objectness": (B, Q), "masks": (B, Q, H/s0, W/s0), "queries":
+        (B, Q, hidden), "aux": [{"logits", "objectness", "masks"} of the earlier
+        predictions]}``."""
+        mask_features, memory = self.pixel_decoder(features, images)
         batch = mask_features.shape[0]
         sizes = [tuple(m.shape[-2:]) for m in memory]
         memory_pos = [sine_position_encoding(*size, m.shape[1], m.device)[None]
@@ -155,12 +187,10 @@ class QueryMaskHead(nn.Module):
         memory = [m.flatten(2).transpose(1, 2) for m in memory]
         queries = self.query_feat.weight[None].expand(batch, -1, -1)
         query_pos = self.query_pos.weight[None].expand(batch, -1, -1)
-        logits, masks = self.predict(queries, mask_features, class_embeddings)
-        predictions = [{"logits": logits, "masks": masks}]
+        predictions = [self.predict(queries, mask_features, class_embeddings)]
         for index, layer in enumerate(self.layers):
             level = index % self.num_memory_levels
-            blocked = self.attention_block(masks, sizes[level])
+            blocked = self.attention_block(predictions[-1]["masks"], sizes[level])
             queries = layer(queries, query_pos, memory[level], memory_pos[level], blocked)
-            logits, masks = self.predict(queries, mask_features, class_embeddings)
-            predictions.append({"logits": logits, "masks": masks})
+            predictions.append(self.predict(queries, mask_features, class_embeddings))
         return {**predictions[-1], "queries": queries, "aux": predictions[:-1]}

@@ -2,9 +2,10 @@
 combined as FC-CLIP does (``SCORER_REGISTRY``; ``MODEL.PANOPTIC.SCORER``).
 
 :class:`MaskEnsembleScorer`: with the head's class probabilities ``p`` (softmax over the C
-vocabulary classes and void, void dropped) and CLIP's ``q`` (RMA or crop mask embeddings against
-the same text embeddings), ``p^(1-w) q^w`` with ``w = alpha`` for classes seen in training and
-``w = beta`` for the others, renormalised over the C classes, times ``1 - p(void)``.
+vocabulary classes) and CLIP's ``q`` (RMA or crop mask embeddings against the same text
+embeddings), ``p^(1-w) q^w`` with ``w = alpha`` for classes seen in training and ``w = beta`` for
+the others, renormalised over the C classes, times ``1 - p(void)``, the query's class-agnostic
+objectness.
 """
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from ..registry import SCORER_REGISTRY
 
 @dataclass
 class MaskScoringInputs:
-    """One image's mask proposals: ``logits`` (Q, C + 1) of the query head (last: void),
-    ``clip_probabilities`` (Q, C) CLIP's softmax over the vocabulary, ``seen`` (C,) bool."""
+    """One image's mask proposals: ``logits`` (Q, C) and ``objectness`` (Q,) logits of the query
+    head, ``clip_probabilities`` (Q, C) CLIP's softmax over the vocabulary, ``seen`` (C,) bool."""
 
     logits: torch.Tensor
+    objectness: torch.Tensor
     clip_probabilities: torch.Tensor
     seen: torch.Tensor
 
@@ -32,7 +34,7 @@ class MaskEnsembleScorer:
 
     Args:
         ensemble_weights: (alpha for seen classes, beta for unseen ones): CLIP's weight.
-        use_clip: False scores with the head alone (``p x (1 - p(void))``).
+        use_clip: False scores with the head alone (``p x objectness``).
     """
 
     @configurable
@@ -51,12 +53,12 @@ class MaskEnsembleScorer:
 
     def __call__(self, inputs: MaskScoringInputs) -> torch.Tensor:
         """(Q, C) scores in [0, 1]."""
-        probabilities = inputs.logits.float().softmax(dim=-1)
-        head, void = probabilities[:, :-1], probabilities[:, -1:]
+        head = inputs.logits.float().softmax(dim=-1)
+        objectness = inputs.objectness.float().sigmoid()[:, None]
         if not self.use_clip:
-            return head
+            return head * objectness
         alpha, beta = self.ensemble_weights
         weight = torch.where(inputs.seen, alpha, beta).to(head)
         combined = (head.clamp(min=1e-12).log() * (1 - weight)
                     + inputs.clip_probabilities.float().clamp(min=1e-12).log() * weight)
-        return combined.softmax(dim=-1) * (1 - void)
+        return combined.softmax(dim=-1) * objectness
