@@ -43,3 +43,44 @@ def test_detector_config_errors_are_one_line(benchmark, tmp_path):
         benchmark.main(["detector", "--config-file", str(tmp_path / "nope.yaml")])
     with pytest.raises(SystemExit, match="error: unknown config key MODEL.RPN.NMS_THRESHOLD"):
         benchmark.main(["detector", "MODEL.RPN.NMS_THRESHOLD", "0.5"])
+
+
+def test_panoptic_benchmark_on_a_tiny_model(benchmark, tiny_world, tmp_path, capsys):
+    """Both classifiers on the same masks: JSON with their seconds, and PQ per classifier."""
+    import json
+
+    import torch
+
+    from conftest import TINY_PANOPTIC
+    from ovdet.config import get_cfg
+    from ovdet.engine.checkpoint import DetectorCheckpointer
+    from ovdet.modeling.registry import build_model
+
+    cfg = get_cfg()
+    cfg.merge_from_list(TINY_PANOPTIC)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.set_training_vocabulary(["tomato"], stuff=["sky"])
+    DetectorCheckpointer(model, str(tmp_path)).save("tiny")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(cfg.dump())
+    benchmark.main(["panoptic", "--config-file", str(config), "--size", "64", "--masks", "7",
+                    "--repeats", "1", "--dataset", "tiny_val_panoptic",
+                    "MODEL.WEIGHTS", str(tmp_path / "tiny.pth")])
+    result = json.loads(capsys.readouterr().out)
+    speed = result["speed"]
+    assert speed["masks"] == 7 and speed["mask_grid"] == [16, 16]
+    assert speed["ratio"] == pytest.approx(speed["crop_s"] / speed["rma_s"], rel=0.02)
+    accuracy = result["accuracy"]
+    assert accuracy["images"] == 6 and set(accuracy) >= {"rma", "crop", "rma_head_masks"}
+    assert all(0 <= accuracy[k]["PQ"] <= 100 for k in ("rma", "crop", "rma_head_masks"))
+    masks = benchmark.random_masks(5, (8, 12))
+    assert masks.shape == (5, 8, 12) and set(masks.unique().tolist()) == {-4.0, 4.0}
+
+
+def test_panoptic_benchmark_errors(benchmark, tmp_path):
+    with pytest.raises(SystemExit, match="error: .* has no panoptic branch"):
+        benchmark.main(["panoptic", "--config-file",
+                        str(TOOL.parents[1] / "configs" / "Base-OVRCNN.yaml"), "--size", "64"])
+    with pytest.raises(SystemExit, match="must be positive"):
+        benchmark.main(["panoptic", "--masks", "0"])
