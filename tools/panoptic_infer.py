@@ -35,12 +35,10 @@ that cannot be written, or when no image could be processed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 from tqdm import tqdm
@@ -54,6 +52,9 @@ from ovdet.modeling.vocabulary import normalize_class_name
 from ovdet.predictor import OVPredictor
 from ovdet.pseudo.captions import load_vocabulary
 from ovdet.utils.io import atomic_write_json
+from ovdet.utils.outputs import (OutputError, check_output_folder, expand_inputs,
+                                 output_names, overwritten_input, prepare_output_folder,
+                                 write_file)
 from ovdet.utils.visualize import draw_panoptic, save_png
 
 JSON_NAME = "panoptic.json"
@@ -61,16 +62,6 @@ PNG_FOLDER = "panoptic"
 JSON_EVERY_S = 10.0  # rewrite panoptic.json at most this often while images are processed
 
 
-def _load_demo() -> ModuleType:
-    """tools/demo.py, whose input and output helpers this tool shares (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("ovdet_tools_demo",
-                                                  Path(__file__).with_name("demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -164,8 +155,8 @@ def write_image_result(image: np.ndarray, path: Path, result: dict, output: Path
     ids, segments = result["panoptic_seg"]
     ids, info = segments_info(ids, segments)
     drawn = draw_panoptic(image, ids, segments)
-    demo.write_file(output / PNG_FOLDER / f"{name}.png", save_png, encode_segment_ids(ids))
-    demo.write_file(output / f"{name}.png", save_png, drawn)
+    write_file(output / PNG_FOLDER / f"{name}.png", save_png, encode_segment_ids(ids))
+    write_file(output / f"{name}.png", save_png, drawn)
     annotation = {"image_id": name, "file_name": f"{name}.png", "segments_info": info}
     record = {"id": name, "file_name": str(path), "height": int(image.shape[0]),
               "width": int(image.shape[1])}
@@ -174,20 +165,20 @@ def write_image_result(image: np.ndarray, path: Path, result: dict, output: Path
 
 def write_json(output: Path, annotations: list[dict], images: list[dict],
                category_list: list[dict]) -> None:
-    demo.write_file(output / JSON_NAME, atomic_write_json,
+    write_file(output / JSON_NAME, atomic_write_json,
                     {"annotations": annotations, "categories": category_list, "images": images})
 
 
 def check_outputs(output: Path, entries: list[str]) -> None:
     """demo's output-folder rules for OUTPUT and OUTPUT/panoptic."""
-    demo.check_output_folder(output, entries)
-    demo.check_output_folder(output / PNG_FOLDER, entries)
+    check_output_folder(output, entries)
+    check_output_folder(output / PNG_FOLDER, entries)
 
 
 def clash(output: Path, name: str, inputs: set[Path]) -> Path | None:
     """The input that ``name``'s outputs would overwrite, if any."""
-    return (demo.overwritten_input(output, name, inputs)
-            or demo.overwritten_input(output / PNG_FOLDER, name, inputs))
+    return (overwritten_input(output, name, inputs)
+            or overwritten_input(output / PNG_FOLDER, name, inputs))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,23 +190,23 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
         things, stuff = vocabularies(args)
         check_outputs(output, args.input)
-        paths, skipped = demo.expand_inputs(args.input)
+        paths, skipped = expand_inputs(args.input)
         inputs = {p.resolve() for p in paths}
         if (output / JSON_NAME).resolve() in inputs:
             raise ValueError(f"--output {output} would overwrite the input "
                              f"{output / JSON_NAME}; choose another folder")
         predictor = build_predictor(args, things, stuff) if paths else None
         if paths:
-            demo.prepare_output_folder(output)
-            demo.prepare_output_folder(output / PNG_FOLDER)
+            prepare_output_folder(output)
+            prepare_output_folder(output / PNG_FOLDER)
     except (ConfigError, WeightsNotFoundError, CheckpointError, ValueError,
-            FileNotFoundError, demo.OutputError) as error:
+            FileNotFoundError, OutputError) as error:
         sys.exit(f"error: {error}")
     for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
 
     jobs = []
-    for path, name in zip(paths, demo.output_names(paths)):
+    for path, name in zip(paths, output_names(paths)):
         overwritten = clash(output, name, inputs)
         if overwritten is not None:
             print(f"skipped: {path}: its result would overwrite the input {overwritten}; choose "
@@ -244,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
             if time.monotonic() - json_written >= JSON_EVERY_S:
                 write_json(output, annotations, records, category_list)
                 json_written = time.monotonic()
-    except demo.OutputError as error:
+    except OutputError as error:
         bar.close()
         sys.exit(f"error: {error} ({len(annotations)} of {len(paths)} images written)")
     except KeyboardInterrupt:
@@ -258,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     if annotations:
         try:
             write_json(output, annotations, records, category_list)
-        except demo.OutputError as error:
+        except OutputError as error:
             sys.exit(f"error: {error}")
     total = len(paths) + len(skipped)
     print(f"wrote {len(annotations)} of {total} images to {output}")
