@@ -122,6 +122,10 @@ def test_a_panoptic_config_refuses_thing_and_stuff_free_models():
         build_model(panoptic_cfg("MODEL.DETECTOR_ON", "False", "MODEL.PANOPTIC_ON", "False"))
     with pytest.raises(ConfigError, match="classifier must be"):
         build_model(panoptic_cfg("MODEL.PANOPTIC.CLASSIFIER", "clip"))
+    with pytest.raises(ConfigError, match=r"got \[5\] \(MODEL.PANOPTIC.RMA_BLOCKS"):
+        build_model(panoptic_cfg("MODEL.PANOPTIC.RMA_BLOCKS", "(5,)"))
+    with pytest.raises(ConfigError, match="multiple of num_heads .*HIDDEN_DIM"):
+        build_model(panoptic_cfg("MODEL.PANOPTIC.HIDDEN_DIM", "30"))
 
 
 def test_train_net_trains_and_evaluates_pq(tiny_world, tmp_path, capsys):

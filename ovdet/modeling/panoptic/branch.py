@@ -77,16 +77,25 @@ class MaskCLIPPanopticHead(nn.Module):
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec], trunk: CLIPViTTrunk
                     ) -> dict:
         p = cfg.MODEL.PANOPTIC
-        head = QueryMaskHead(input_shape, trunk.embed_dim, num_queries=p.NUM_QUERIES,
-                             hidden_dim=p.HIDDEN_DIM, num_heads=p.NUM_HEADS,
-                             dim_feedforward=p.DIM_FEEDFORWARD, num_layers=p.DEC_LAYERS,
-                             image_stem=p.IMAGE_STEM)
+        try:
+            head = QueryMaskHead(input_shape, trunk.embed_dim, num_queries=p.NUM_QUERIES,
+                                 hidden_dim=p.HIDDEN_DIM, num_heads=p.NUM_HEADS,
+                                 dim_feedforward=p.DIM_FEEDFORWARD, num_layers=p.DEC_LAYERS,
+                                 image_stem=p.IMAGE_STEM)
+        except ValueError as error:
+            raise ValueError(f"{error} (MODEL.PANOPTIC.NUM_QUERIES, HIDDEN_DIM, NUM_HEADS, "
+                             "DEC_LAYERS; the finest of MODEL.BACKBONE.STRIDES)") from None
         if trunk.patch_size % head.mask_stride:
-            raise ValueError(f"the finest pyramid stride {head.mask_stride} must divide the patch "
-                             f"size {trunk.patch_size} (mask tokens pool masks per patch)")
-        rma = MaskTokenRMA.for_trunk(trunk, bias_blocks=tuple(p.RMA_BLOCKS),
-                                     mask_stride=head.mask_stride, refine_dim=p.RMA_DIM,
-                                     patch_threshold=p.RMA_PATCH_THRESHOLD)
+            raise ValueError(f"the finest pyramid stride {head.mask_stride} "
+                             f"(MODEL.BACKBONE.STRIDES) must divide the patch size "
+                             f"{trunk.patch_size} (mask tokens pool masks per patch)")
+        try:
+            rma = MaskTokenRMA.for_trunk(trunk, bias_blocks=tuple(p.RMA_BLOCKS),
+                                         mask_stride=head.mask_stride, refine_dim=p.RMA_DIM,
+                                         patch_threshold=p.RMA_PATCH_THRESHOLD)
+        except ValueError as error:
+            raise ValueError(f"{error} (MODEL.PANOPTIC.RMA_BLOCKS, RMA_DIM, RMA_PATCH_THRESHOLD; "
+                             "K is MODEL.CLIP.KEEP_LAST_BLOCKS)") from None
         criterion = PanopticCriterion(
             num_points=p.TRAIN_POINTS, oversample=p.OVERSAMPLE_RATIO, importance=p.IMPORTANCE_RATIO,
             cost_class=p.COST_CLASS, cost_mask=p.COST_MASK, cost_dice=p.COST_DICE,
