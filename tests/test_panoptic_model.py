@@ -104,10 +104,11 @@ def test_inference_gives_panoptic_seg_at_the_original_size(panoptic_model):
 def test_stuff_vocabulary_rules(panoptic_model):
     with pytest.raises(ValueError, match="both as things and as stuff"):
         panoptic_model.set_vocabulary(["tomato", "Sky"], stuff=["sky"])
-    with pytest.raises(ValueError, match="both as things and as stuff"):
-        panoptic_model.set_vocabulary(["grass"])  # the kept stuff counts too
     panoptic_model.set_vocabulary(["tomato", "banana"])  # stuff=None keeps the stuff
     assert panoptic_model.stuff_names == ["sky", "grass"]
+    panoptic_model.set_vocabulary(["Grass", "tomato"])  # ... except a name now given as a thing
+    assert panoptic_model.stuff_names == ["sky"]
+    panoptic_model.set_vocabulary(["tomato", "banana"], stuff=["sky", "grass"])
     embeddings, seen, is_thing = panoptic_model.panoptic_vocabulary()
     assert embeddings.shape[0] == 4 and seen.tolist() == [True, False, True, True]
     assert is_thing.tolist() == [True, True, False, False]
@@ -122,6 +123,10 @@ def test_a_panoptic_config_refuses_thing_and_stuff_free_models():
         build_model(panoptic_cfg("MODEL.DETECTOR_ON", "False", "MODEL.PANOPTIC_ON", "False"))
     with pytest.raises(ConfigError, match="classifier must be"):
         build_model(panoptic_cfg("MODEL.PANOPTIC.CLASSIFIER", "clip"))
+    with pytest.raises(ConfigError, match="does not score mask proposals"):
+        build_model(panoptic_cfg("MODEL.PANOPTIC.SCORER", "CLIPEnsembleScorer"))
+    with pytest.raises(ConfigError, match="does not score detections"):
+        build_model(panoptic_cfg("MODEL.OPEN_VOCAB.SCORER", "MaskEnsembleScorer"))
     with pytest.raises(ConfigError, match=r"got \[5\] \(MODEL.PANOPTIC.RMA_BLOCKS"):
         build_model(panoptic_cfg("MODEL.PANOPTIC.RMA_BLOCKS", "(5,)"))
     with pytest.raises(ConfigError, match="multiple of num_heads .*HIDDEN_DIM"):
@@ -166,8 +171,20 @@ def write_config(tmp_path, panoptic=True):
     return str(path)
 
 
+def test_stuff_needs_a_panoptic_model(tiny_cfg):
+    model = build_model(tiny_cfg)
+    with pytest.raises(ValueError, match="stuff classes need a panoptic model"):
+        model.set_vocabulary(["tomato"], stuff=["sky"])
+    model.set_vocabulary(["tomato"], stuff=[])
+    assert model.stuff_names == []
+
+
 def test_train_net_errors_for_panoptic_misconfigurations(tiny_world, tmp_path):
     train_net = load_tool("train_net")
+    with pytest.raises(SystemExit, match="error: DATASETS.TEST names detection datasets"):
+        train_net.main(["--config-file", write_config(tmp_path), *TINY_PANOPTIC,
+                        "MODEL.DETECTOR_ON", "False", "DATASETS.TEST", "('tiny_val',)",
+                        "OUTPUT_DIR", str(tmp_path / "c")])
     with pytest.raises(SystemExit, match="error: MODEL.PANOPTIC_ON trains on panoptic datasets"):
         train_net.main(["--config-file", write_config(tmp_path), *TINY_PANOPTIC,
                         "DATASETS.TRAIN", "('tiny_train',)", "OUTPUT_DIR", str(tmp_path / "a")])

@@ -21,7 +21,7 @@ from ovdet.modeling.registry import (BACKBONE_REGISTRY, CRITERION_REGISTRY,
                                      ROI_HEADS_REGISTRY, ROI_MASK_HEAD_REGISTRY, SCORER_REGISTRY,
                                      build_model)
 from ovdet.modeling.scoring import CLIPEnsembleScorer
-from ovdet.modeling.vocabulary import TemplateEmbeddings, normalize_class_name
+from ovdet.modeling.vocabulary import TemplateEmbeddings, normalize_class_name, prompt_name
 
 
 def test_get_cfg_imports_no_model_code_and_importing_modeling_registers_everything():
@@ -303,6 +303,9 @@ def test_loss_weights_that_name_no_loss_or_are_not_numbers_are_errors(tiny_cfg):
 def test_names_are_compared_after_normalisation(model):  # trained on tomato, egg, olive
     assert normalize_class_name("  Ice_Cube ") == "ice cube"
     assert normalize_class_name("bat_(animal)") == "bat (animal)"
+    # COCO panoptic's merged stuff names are read as their first word; other hyphens stay
+    assert [prompt_name(n) for n in ("wall-other-merged", "door-stuff", "floor-wood", "t-shirt")] \
+        == ["wall", "door", "floor-wood", "t-shirt"]
     model.set_vocabulary(["Tomato", " EGG", "banana", "olive"])
     assert model.novel_mask.tolist() == [False, False, True, False]
     lower = model.vocabulary.embeddings.clone()

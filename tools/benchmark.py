@@ -300,12 +300,20 @@ def panoptic_speed(args: argparse.Namespace, model, cfg) -> dict:
         trunk_output, _ = model.backbone(images.tensors)
     stride = head.query_head.mask_stride
     grid = (images.tensors.shape[-2] // stride, images.tensors.shape[-1] // stride)
-    masks = random_masks(args.masks, grid)
-    runners = {
+    masks = random_masks(args.masks, grid).to(model.device)
+
+    def synchronized(run: Callable[[], object]) -> Callable[[], None]:
+        def call() -> None:
+            run()
+            if model.device.type == "cuda":
+                torch.cuda.synchronize()
+        return call
+
+    runners = {name: synchronized(run) for name, run in {
         "rma": lambda: head.rma(model.trunk, trunk_output, [masks]),
         "crop": lambda: crop_embeddings(model.trunk, images.tensors, [masks > 0],
                                         size=head.crop_size),
-        "trunk": lambda: model.backbone(images.tensors)}
+        "trunk": lambda: model.backbone(images.tensors)}.items()}
     seconds: dict[str, list[float]] = {name: [] for name in runners}
     with torch.no_grad():
         for run in runners.values():
@@ -339,6 +347,8 @@ def panoptic_accuracy(args: argparse.Namespace, model, cfg) -> dict:
         cfg.defrost()
         cfg.OUTPUT_DIR = output
         images = len(DatasetCatalog.get(args.dataset))
+        if images == 0:
+            raise ConfigError(f"dataset {args.dataset} has no images")
         for name, (classifier, refined) in variants.items():
             head.classifier, head.use_refined_masks = classifier, refined
             started = time.perf_counter()

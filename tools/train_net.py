@@ -64,6 +64,10 @@ def check_datasets(cfg, eval_only: bool) -> tuple[list[str], list[str]]:
     if panoptic_tests and not cfg.MODEL.PANOPTIC_ON:
         raise ConfigError(f"DATASETS.TEST names panoptic datasets {panoptic_tests}; evaluating "
                           "them needs a panoptic model (MODEL.PANOPTIC_ON True)")
+    box_tests = [n for n in cfg.DATASETS.TEST if n not in panoptic_tests]
+    if box_tests and not cfg.MODEL.DETECTOR_ON:
+        raise ConfigError(f"DATASETS.TEST names detection datasets {box_tests}; a model without "
+                          "a detector (MODEL.DETECTOR_ON False) cannot be evaluated on them")
     if cfg.MODEL.PANOPTIC_ON:
         not_panoptic = [n for n in names
                         if DatasetCatalog.metadata(n).evaluator_type != "coco_panoptic"]

@@ -71,10 +71,8 @@ def inference_on_dataset(cfg: CfgNode, model: nn.Module, dataset_name: str) -> d
     was_training, vocabulary = model.training, list(model.vocabulary)
     stuff = list(getattr(model, "stuff_vocabulary", []))
     model.eval()
-    if metadata.evaluator_type == "coco_panoptic":
-        model.set_vocabulary(metadata.thing_classes, stuff=metadata.stuff_classes)
-    else:
-        model.set_vocabulary(metadata.thing_classes)
+    panoptic = metadata.evaluator_type == "coco_panoptic"
+    model.set_vocabulary(metadata.thing_classes, stuff=metadata.stuff_classes if panoptic else [])
     batch_size = cfg.TEST.IMS_PER_BATCH
     try:
         for inputs in tqdm(iterate_test_records(records, mapper, batch_size),
@@ -84,7 +82,7 @@ def inference_on_dataset(cfg: CfgNode, model: nn.Module, dataset_name: str) -> d
         return evaluator.evaluate()
     finally:
         if vocabulary:
-            model.set_vocabulary(vocabulary, **({"stuff": stuff} if stuff else {}))
+            model.set_vocabulary(vocabulary, stuff=stuff)
         model.train(was_training)
 
 

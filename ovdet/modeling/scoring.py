@@ -38,6 +38,8 @@ class CLIPEnsembleScorer:
         box_fit_exponent: exponent of the box size in the dense box fit (PB-OVD: 0.5).
     """
 
+    inputs = ScoringInputs  # what it scores (mask scorers take MaskScoringInputs)
+
     @configurable
     def __init__(self, *, use_clip_ensemble: bool = True,
                  ensemble_weights: tuple[float, float] = (0.35, 0.65), novel_prior: str = "head",

@@ -22,10 +22,18 @@ from ..config import CfgNode, configurable
 from .registry import EMBEDDING_SOURCE_REGISTRY
 
 
+# suffixes of COCO panoptic's merged stuff names ("wall-other-merged" reads "wall")
+STUFF_NAME_SUFFIXES = ("-merged", "-other", "-stuff")
+
+
 def prompt_name(name: str) -> str:
     """The text a name is embedded as: LVIS's underscores read as spaces (``"bat (animal)"``),
-    white space collapsed."""
-    return " ".join(name.replace("_", " ").split())
+    COCO panoptic's merge suffixes dropped (``"sky-other-merged"`` -> ``"sky"``), white space
+    collapsed."""
+    text = name.strip()
+    while text.endswith(STUFF_NAME_SUFFIXES) and "-" in text[1:]:
+        text = text[:text.rindex("-")]
+    return " ".join(text.replace("_", " ").split())
 
 
 def normalize_class_name(name: str) -> str:

@@ -30,10 +30,10 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import boxes as box_ops
 
-from ...clip import CLIPBundle, CLIPViTTrunk, class_embeddings, load_clip
+from ...clip import CLIPBundle, CLIPViTTrunk, TrunkOutput, class_embeddings, load_clip
 from ...config import CfgNode, configurable
 from ..contracts import ScoringInputs
-from ..panoptic.branch import panoptic_segmentation, panoptic_targets
+from ..panoptic.branch import panoptic_targets
 from ..losses import check_loss_weight_names, check_loss_weight_values, weighted_losses
 from ..registry import (CRITERION_REGISTRY, EMBEDDING_SOURCE_REGISTRY, META_ARCH_REGISTRY,
                         PANOPTIC_HEAD_REGISTRY, PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY,
@@ -91,6 +91,10 @@ class OpenVocabRCNN(nn.Module):
         self.vocabulary = vocabulary
         self.stuff_vocabulary = Vocabulary(vocabulary.source, vocabulary.embeddings.shape[1])
         self.scorer = CLIPEnsembleScorer() if scorer is None else scorer
+        if getattr(self.scorer, "inputs", ScoringInputs) is not ScoringInputs:
+            raise ValueError(f"the scorer {type(self.scorer).__name__} does not score detections "
+                             "(MODEL.OPEN_VOCAB.SCORER names one whose inputs are ScoringInputs, "
+                             "e.g. CLIPEnsembleScorer)")
         self.criteria = nn.ModuleDict(dict(criteria or {}))
         self.loss_weights = dict(loss_weights or {})
         check_loss_weight_values(self.loss_weights)
@@ -168,14 +172,19 @@ class OpenVocabRCNN(nn.Module):
         now on. Embeddings come from the vocabulary's source, or from CLIP's text encoder with
         ``templates``, or are given as ``embeddings`` (C, D), shape checked. Names the detector
         was trained on count as base. ``stuff``: the amorphous classes of panoptic segmentation
-        (None keeps the current ones, [] removes them); a name may not be both."""
+        (None keeps the current ones, except those now named as things; [] removes them); a name
+        given in both lists is refused; stuff needs a panoptic head."""
         names = check_class_names(names)
+        things = {normalize_class_name(n) for n in names}
         if stuff is not None:
             stuff = check_class_names(stuff, "stuff vocabulary") if len(stuff) else []
-        both = {normalize_class_name(n) for n in names} & {
-            normalize_class_name(n) for n in (self.stuff_names if stuff is None else stuff)}
-        if both:
-            raise ValueError(f"{sorted(both)} named both as things and as stuff")
+            both = things & {normalize_class_name(n) for n in stuff}
+            if both:
+                raise ValueError(f"{sorted(both)} named both as things and as stuff")
+            if stuff and self.panoptic_head is None:
+                raise ValueError("stuff classes need a panoptic model (MODEL.PANOPTIC_ON True)")
+        elif things & {normalize_class_name(n) for n in self.stuff_names}:
+            stuff = [n for n in self.stuff_names if normalize_class_name(n) not in things]
         if embeddings is None and templates is not None:
             embeddings = class_embeddings(self.clip, [prompt_name(n) for n in names], templates)
         self.vocabulary.set(names, embeddings)
@@ -259,7 +268,8 @@ class OpenVocabRCNN(nn.Module):
                                   f"criterion {name!r}")
         return losses
 
-    def panoptic_losses(self, batched_inputs: list[dict], images: ImageList, trunk_output,
+    def panoptic_losses(self, batched_inputs: list[dict], images: ImageList,
+                        trunk_output: TrunkOutput,
                         features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Losses of the panoptic head on the inputs' ``"panoptic"`` targets."""
         missing = [x.get("file_name", "?") for x in batched_inputs if "panoptic" not in x]
@@ -305,8 +315,8 @@ class OpenVocabRCNN(nn.Module):
         return self.postprocess(detections, batched_inputs, images.image_sizes,
                                 tuple(images.tensors.shape[-2:]))
 
-    def detect(self, images: ImageList, trunk_output, features: dict[str, torch.Tensor]
-               ) -> list[dict]:
+    def detect(self, images: ImageList, trunk_output: TrunkOutput,
+               features: dict[str, torch.Tensor]) -> list[dict]:
         """Per image ``{"boxes", "scores", "classes"[, "masks"]}`` in the padded input's pixels."""
         class_embeddings = self.vocabulary()
         proposals, objectness = self.proposal_generator.propose_with_scores(images, features)
@@ -346,15 +356,14 @@ class OpenVocabRCNN(nn.Module):
         (``height``, ``width``), masks pasted into the image and binarised at 0.5; panoptic
         results -> ``"panoptic_seg"`` (module doc)."""
         outputs = []
+        if self.panoptic_head is not None:
+            is_thing = self.panoptic_vocabulary()[2]
         for detection, x, size in zip(detections, batched_inputs, image_sizes):
             height, width = x["height"], x["width"]
             output = {}
             if "panoptic" in detection:
-                head = self.panoptic_head
-                _, _, is_thing = self.panoptic_vocabulary()
-                output["panoptic_seg"] = panoptic_segmentation(
-                    detection["panoptic"], size, padded_size, (height, width), is_thing,
-                    head.object_mask_threshold, head.overlap_threshold, head.mask_threshold)
+                output["panoptic_seg"] = self.panoptic_head.segment(
+                    detection["panoptic"], size, padded_size, (height, width), is_thing)
             if "boxes" not in detection:
                 outputs.append(output)
                 continue

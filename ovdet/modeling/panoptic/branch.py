@@ -62,6 +62,10 @@ class MaskCLIPPanopticHead(nn.Module):
         super().__init__()
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+        if scorer is not None and getattr(scorer, "inputs", None) is not MaskScoringInputs:
+            raise ValueError(f"the scorer {type(scorer).__name__} does not score mask proposals "
+                             "(MODEL.PANOPTIC.SCORER names one whose inputs are "
+                             "MaskScoringInputs, e.g. MaskEnsembleScorer)")
         self.query_head = query_head
         self.rma = rma
         self.criterion = criterion or PanopticCriterion()
@@ -106,6 +110,15 @@ class MaskCLIPPanopticHead(nn.Module):
                 "use_refined_masks": p.USE_REFINED_MASKS,
                 "object_mask_threshold": p.OBJECT_MASK_THRESHOLD,
                 "overlap_threshold": p.OVERLAP_THRESHOLD, "mask_threshold": p.MASK_THRESHOLD}
+
+    def segment(self, result: dict, input_size: tuple[int, int], padded_size: tuple[int, int],
+                original_size: tuple[int, int], is_thing: torch.Tensor
+                ) -> tuple[torch.Tensor, list[dict]]:
+        """One image's inference result -> ``"panoptic_seg"`` at ``original_size`` with this
+        head's thresholds (:func:`panoptic_segmentation`)."""
+        return panoptic_segmentation(result, input_size, padded_size, original_size, is_thing,
+                                     self.object_mask_threshold, self.overlap_threshold,
+                                     self.mask_threshold)
 
     @property
     def rma_trains(self) -> bool:

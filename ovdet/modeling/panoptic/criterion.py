@@ -17,6 +17,7 @@ Losses (summed over the final and every auxiliary prediction): ``loss_panoptic_o
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from .matcher import hungarian_match, point_sample
@@ -49,6 +50,18 @@ def importance_points(logits: torch.Tensor, num_points: int, oversample: float,
     uncertain = torch.gather(candidates, 1, top[..., None].expand(-1, -1, 2))
     random = torch.rand(m, num_points - chosen, 2, device=logits.device)
     return torch.cat([uncertain, random], dim=1)
+
+
+def average_over_ranks(count: int) -> float:
+    """``count`` averaged over the processes of a distributed run (itself otherwise), at least 1:
+    every rank normalises its mask losses by the same number (Mask2Former's)."""
+    if dist.is_available() and dist.is_initialized():
+        total = torch.tensor(float(count))
+        if dist.get_backend() == "nccl":
+            total = total.cuda()
+        dist.all_reduce(total)
+        count = total.item() / dist.get_world_size()
+    return max(1.0, float(count))
 
 
 def labelled_points(void: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -97,7 +110,7 @@ class PanopticCriterion:
         """``outputs``: the query head's (``logits``, ``objectness``, ``masks``, ``aux``).
         Returns the losses summed over the final and the auxiliary predictions (module doc), and
         the matches of the final prediction (per image (queries, segments))."""
-        num_masks = max(1, sum(len(t["classes"]) for t in targets))
+        num_masks = average_over_ranks(sum(len(t["classes"]) for t in targets))
         totals = {"loss_panoptic_objectness": 0.0, "loss_panoptic_ce": 0.0,
                   "loss_panoptic_mask": 0.0, "loss_panoptic_dice": 0.0}
         final_matches: list = []
@@ -120,6 +133,7 @@ class PanopticCriterion:
         labels = torch.zeros_like(objectness, dtype=torch.float32)
         weights = torch.full_like(labels, self.void_weight)
         for b, (target, (rows, _)) in enumerate(zip(targets, matches)):
+            rows = rows.to(labels.device)
             weights[b] *= ~self.mostly_void(masks[b].detach(), target["void"])
             labels[b, rows] = 1.0
             weights[b, rows] = 1.0
@@ -128,7 +142,7 @@ class PanopticCriterion:
 
     @staticmethod
     def classification_loss(prediction: dict, targets: list[dict], matches: list,
-                            num_masks: int) -> torch.Tensor:
+                            num_masks: float) -> torch.Tensor:
         """Cross-entropy of the matched queries' classes, summed over them / ``num_masks``
         (zero, with gradient, without segments)."""
         logits = prediction["logits"]
@@ -140,8 +154,9 @@ class PanopticCriterion:
     def mostly_void(self, masks: torch.Tensor, void: torch.Tensor) -> torch.Tensor:
         """(Q, h, w) mask logits -> (Q,) bool: over half of the predicted mask lies on void."""
         points = torch.rand(min(self.num_points, 4096), 2, device=masks.device)
-        on = (point_sample(masks, points) > 0).float()
-        on_void = on @ point_sample(void[None].float(), points)[0]
+        with torch.autocast(masks.device.type, enabled=False):  # counts in float32
+            on = (point_sample(masks.float(), points) > 0).float()
+            on_void = on @ point_sample(void[None].float(), points)[0]
         return on_void > 0.5 * on.sum(-1)
 
     def mask_losses(self, masks: torch.Tensor, targets: list[dict], matches: list

@@ -49,14 +49,16 @@ def hungarian_match(class_probabilities: torch.Tensor, mask_logits: torch.Tensor
     ``cost_class * (-p(target class)) + cost_mask * BCE + cost_dice * dice`` (scipy's
     ``linear_sum_assignment``).
 
-    ``class_probabilities`` (Q, C + 1); ``mask_logits`` (Q, K) and ``target_masks`` (S, K) at the
+    ``class_probabilities`` (Q, C) (objectness x class); ``mask_logits`` (Q, K) and ``target_masks`` (S, K) at the
     same K points; ``target_classes`` (S,); ``weights`` (K,) 0 on void points. Returns (query
     indices, segment indices), both (min(Q, S),) int64, sorted by query."""
     if target_classes.numel() == 0:
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty
-    bce, dice = pairwise_mask_costs(mask_logits.float(), target_masks.float(), weights.float())
-    cost = (cost_mask * bce + cost_dice * dice
-            - cost_class * class_probabilities[:, target_classes].float())
+    with torch.autocast(mask_logits.device.type, enabled=False):  # costs in float32, not bf16
+        bce, dice = pairwise_mask_costs(mask_logits.float(), target_masks.float(),
+                                        weights.float())
+        cost = (cost_mask * bce + cost_dice * dice
+                - cost_class * class_probabilities[:, target_classes].float())
     rows, columns = linear_sum_assignment(cost.cpu().numpy())
     return torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(columns, dtype=torch.int64)

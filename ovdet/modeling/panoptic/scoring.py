@@ -37,6 +37,8 @@ class MaskEnsembleScorer:
         use_clip: False scores with the head alone (``p x objectness``).
     """
 
+    inputs = MaskScoringInputs  # what it scores (detection scorers take ScoringInputs)
+
     @configurable
     def __init__(self, *, ensemble_weights: tuple[float, float] = (0.4, 0.8),
                  use_clip: bool = True) -> None:
