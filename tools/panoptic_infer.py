@@ -62,8 +62,6 @@ PNG_FOLDER = "panoptic"
 JSON_EVERY_S = 10.0  # rewrite panoptic.json at most this often while images are processed
 
 
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True, metavar="FILE",

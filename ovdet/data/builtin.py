@@ -16,10 +16,10 @@
 
 Panoptic datasets (:mod:`ovdet.data.panoptic`; classes: things, then stuff) read their PNGs from
 the json's folder: ``annotations/panoptic_SPLIT/`` (toy world) and COCO's own
-``panoptic_{train,val}2017/`` (detectron2's layout; shared by the OVD files, never rewritten); images from
-``toyworld/SPLIT`` and ``coco/{train,val}2017``. The novel things of a base-only set are void.
-COCO's panoptic things are the 48 base and 17 novel of the OVD split plus, as base, the 15 COCO
-categories outside it (``prepare_coco_panoptic.py --others``).
+``panoptic_{train,val}2017/`` (detectron2's layout; shared by the OVD files, never rewritten);
+images from ``toyworld/SPLIT`` and ``coco/{train,val}2017``. The novel things of a base-only set
+are void. COCO's panoptic things are the 48 base and 17 novel of the OVD split plus, as base, the
+15 COCO categories outside it (``prepare_coco_panoptic.py --others``).
 
 ``pseudo_train.json`` is made by ``tools/generate_pseudo_boxes.py`` (``make demo-pseudo``).
 The OVD files are made by ``datasets/prepare_coco_ovd.py``, ``datasets/prepare_lvis_ovd.py`` and

@@ -16,9 +16,9 @@ _LAZY = {"OpenVocabRCNN": ".meta_arch.ov_rcnn", "CLIPViTSimpleFPN": ".backbone.c
          "CLIPEnsembleScorer": ".scoring", "ScoringInputs": ".contracts", "ShapeSpec": ".contracts",
          "MaskCLIPPanopticHead": ".panoptic.branch", "MaskEnsembleScorer": ".panoptic.scoring"}
 __all__ = ["BACKBONE_REGISTRY", "CRITERION_REGISTRY", "EMBEDDING_SOURCE_REGISTRY",
-           "META_ARCH_REGISTRY", "PANOPTIC_HEAD_REGISTRY", "PROPOSAL_GENERATOR_REGISTRY", "ROI_HEADS_REGISTRY",
-           "ROI_MASK_HEAD_REGISTRY", "SCORER_REGISTRY", "build_backbone", "build_from_registry",
-           "build_model", *_LAZY]
+           "META_ARCH_REGISTRY", "PANOPTIC_HEAD_REGISTRY", "PROPOSAL_GENERATOR_REGISTRY",
+           "ROI_HEADS_REGISTRY", "ROI_MASK_HEAD_REGISTRY", "SCORER_REGISTRY", "build_backbone",
+           "build_from_registry", "build_model", *_LAZY]
 __getattr__, _ = lazy_exports(__name__, _LAZY)
 
 
