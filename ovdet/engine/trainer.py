@@ -113,7 +113,7 @@ def training_vocabulary(dataset_names: list[str]) -> list[str]:
 def training_stuff(dataset_names: list[str]) -> list[str]:
     """The stuff class names of the training datasets (panoptic ones; [] for detection sets);
     they must agree."""
-    vocabularies = {name: list(getattr(DatasetCatalog.metadata(name), "stuff_classes", []))
+    vocabularies = {name: list(DatasetCatalog.metadata(name).stuff_classes)
                     for name in dataset_names}
     first = vocabularies[dataset_names[0]] if dataset_names else []
     for name, classes in vocabularies.items():
