@@ -50,7 +50,7 @@ class OVPredictor:
         weights = weights or self.cfg.MODEL.WEIGHTS
         if not weights:
             raise ValueError("OVPredictor needs weights (a path, or MODEL.WEIGHTS in the config)")
-        DetectorCheckpointer(self.model).load(weights)
+        DetectorCheckpointer(self.model, complete=True).load(weights)
         self.model.eval()
         self.mapper = DatasetMapper(self.cfg, False)
         if batch_size < 1:

@@ -193,3 +193,18 @@ def test_train_net_errors_for_panoptic_misconfigurations(tiny_world, tmp_path):
                         "DATASETS.TRAIN", "('tiny_train',)", "DATASETS.TEST",
                         "('tiny_val_panoptic',)", "SOLVER.MAX_ITER", "1",
                         "OUTPUT_DIR", str(tmp_path / "b")])
+
+
+def test_inference_refuses_a_checkpoint_of_another_config(tiny_cfg, tmp_path):
+    """A detector's checkpoint loaded into a panoptic model would leave the panoptic head random:
+    the predictor and --eval-only refuse it; training may start from it (fvcore's partial load)."""
+    from ovdet.engine.checkpoint import CheckpointError
+    from ovdet.predictor import OVPredictor
+
+    torch.manual_seed(0)
+    DetectorCheckpointer(build_model(tiny_cfg), str(tmp_path)).save("detector")
+    weights = str(tmp_path / "detector.pth")
+    with pytest.raises(CheckpointError, match=r"detector.pth does not fit this model: \d+ weights "
+                                              r"missing \(e.g. panoptic_head\."):
+        OVPredictor(panoptic_cfg(), weights)
+    DetectorCheckpointer(build_model(panoptic_cfg())).load(weights)  # training-style: partial

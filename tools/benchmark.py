@@ -287,7 +287,7 @@ def build_panoptic(args: argparse.Namespace):
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
-        DetectorCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        DetectorCheckpointer(model, complete=True).load(cfg.MODEL.WEIGHTS)
     return model, cfg
 
 

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         logger.info("config:\n%s", cfg.dump())
         model = build_model(cfg)
         if args.eval_only:
-            DetectorCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+            DetectorCheckpointer(model, complete=True).load(cfg.MODEL.WEIGHTS)
             evaluate_datasets(cfg, model)
             return
         model.set_training_vocabulary(vocabulary, stuff=stuff)

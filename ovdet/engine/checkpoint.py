@@ -35,7 +35,19 @@ class CheckpointError(ValueError):
 
 class DetectorCheckpointer(Checkpointer):
     """Checkpoints hold ``{"model", "optimizer", "iteration", "base_names", "stuff_names"}``
-    (the names trained on, things and stuff, and which of them are stuff)."""
+    (the names trained on, things and stuff, and which of them are stuff).
+
+    ``complete=True`` (inference: evaluation, the predictor) refuses a checkpoint that lacks
+    weights of the model or has weights of another shape, i.e. one trained with another config,
+    with a :class:`CheckpointError`; training (``complete=False``) starts from whatever fits, as
+    fvcore does, e.g. a detector fine-tuned from a pretraining run with other heads.
+    """
+
+    def __init__(self, model: torch.nn.Module, save_dir: str = "", *, complete: bool = False,
+                 **checkpointables: Any) -> None:
+        super().__init__(model, save_dir, **checkpointables)
+        self.complete = complete
+        self._loading = ""  # the path being loaded, for messages
 
     def save(self, name: str, **kwargs: Any) -> None:
         super().save(name, base_names=list(getattr(self.model, "base_names", [])),
@@ -46,6 +58,7 @@ class DetectorCheckpointer(Checkpointer):
         if path and not os.path.isfile(path):
             raise FileNotFoundError(f"checkpoint not found: {path} (check MODEL.WEIGHTS or "
                                     "OUTPUT_DIR/last_checkpoint)")
+        self._loading = path
         return super().load(path, checkpointables)
 
     def _load_file(self, f: str) -> dict[str, Any]:
@@ -74,7 +87,17 @@ class DetectorCheckpointer(Checkpointer):
         vocabulary = getattr(self.model, "stuff_vocabulary", None)
         if stuff_names and vocabulary is not None and not len(vocabulary):
             vocabulary.set(stuff_names)  # the stuff it was trained on, until a vocabulary is set
-        return super()._load_model(checkpoint)
+        incompatible = super()._load_model(checkpoint)
+        if self.complete and (incompatible.missing_keys or incompatible.incorrect_shapes):
+            missing = incompatible.missing_keys
+            shapes = [key for key, *_ in incompatible.incorrect_shapes]
+            problems = [f"{len(keys)} weights {what} (e.g. {', '.join(keys[:2])})"
+                        for keys, what in ((missing, "missing"), (shapes, "of another shape"))
+                        if keys]
+            raise CheckpointError(
+                f"checkpoint {self._loading} does not fit this model: {' and '.join(problems)}; "
+                "it was trained with another config: use the config.yaml saved beside it")
+        return incompatible
 
 
 def read_checkpoint(f: str) -> Any:
