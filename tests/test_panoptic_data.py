@@ -408,5 +408,6 @@ def test_prepare_script_one_file_and_errors(tmp_path, capsys):
          "categories": []}))
     assert script.main(["--input", str(tmp_path / "instances.json"), "--keep", "all"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "instances.json: not a COCO panoptic json" in err
+    assert err.count("\n") == 1 and ("instances.json: annotations[0] has no ['file_name', "
+                                      "'segments_info']: not a COCO panoptic json") in err
     assert not (tmp_path / "instances_ovd.json").exists()

@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..utils.io import read_json
+from ..utils.io import check_json_dataset, read_json
 from .catalog import BoxMode, DatasetCatalog, DatasetError, Metadata
 from .ovd_splits import COCO_OVD_BASE_IDS, COCO_OVD_NAMES, COCO_OVD_NOVEL_IDS, KEEP
 from .toyworld.writer import decode_segment_ids
@@ -59,31 +59,14 @@ SEGMENT_FIELDS = ("id", "category_id", "area", "bbox")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 
-def check_panoptic_schema(data: object) -> dict:
-    """``data`` when it is a COCO panoptic dict (module doc), else ``ValueError`` saying the first
-    thing it lacks."""
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a COCO panoptic json (a dict with images, annotations, "
-                         f"categories), got a {type(data).__name__}")
-    missing = [k for k in PANOPTIC_FIELDS if not isinstance(data.get(k), list)]
-    if missing:
-        raise ValueError(f"not a COCO panoptic json: no list {missing} at the top level "
-                         f"(found keys {sorted(data)})")
-    for section, keys in PANOPTIC_FIELDS.items():
-        for i, entry in enumerate(data[section]):
-            absent = [k for k in keys if not isinstance(entry, dict) or k not in entry]
-            if absent:
-                raise ValueError(f"not a COCO panoptic json: {section}[{i}] has no {absent}")
+def check_panoptic_schema(data: object, name: str = "") -> dict:
+    """``data`` when it is a COCO panoptic dict (module doc), else ``ValueError`` naming ``name``
+    (if given) and the first thing it lacks."""
+    check_json_dataset(data, name, "COCO panoptic", PANOPTIC_FIELDS)
+    where = f"{name}: " if name else ""
     for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann["segments_info"], list):
-            raise ValueError(f"not a COCO panoptic json: annotations[{i}]['segments_info'] is "
-                             "not a list")
-        for j, segment in enumerate(ann["segments_info"]):
-            absent = [k for k in SEGMENT_FIELDS
-                      if not isinstance(segment, dict) or k not in segment]
-            if absent:
-                raise ValueError(f"not a COCO panoptic json: annotations[{i}]['segments_info']"
-                                 f"[{j}] has no {absent}")
+        check_json_dataset(ann, f"{where}annotations[{i}]", "COCO panoptic",
+                           {"segments_info": SEGMENT_FIELDS})
     return data
 
 
@@ -97,9 +80,9 @@ def _read_json(panoptic_json: str, name: str) -> dict:
     except (OSError, ValueError) as error:
         raise DatasetError(f"dataset {name!r}: {error}") from None
     try:
-        return check_panoptic_schema(data)
+        return check_panoptic_schema(data, str(panoptic_json))
     except ValueError as error:
-        raise DatasetError(f"dataset {name!r}: {panoptic_json}: {error}") from None
+        raise DatasetError(f"dataset {name!r}: {error}") from None
 
 
 def coco_panoptic_metadata(name: str, panoptic_json: str, panoptic_root: str, image_root: str,

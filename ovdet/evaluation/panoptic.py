@@ -60,7 +60,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..data.toyworld.writer import decode_segment_ids, encode_segment_ids
-from ..utils.io import atomic_open, atomic_write_json, read_json
+from ..utils.io import atomic_open, atomic_write_json, check_json_dataset, read_json
 from .evaluator import DatasetEvaluator, check_dataset_name, gather_results
 
 logger = logging.getLogger(__name__)
@@ -327,25 +327,6 @@ def read_segment_ids(path: str | os.PathLike) -> np.ndarray:
     return decode_segment_ids(rgb)
 
 
-def _check_panoptic_json(data: object, name: str, fields: Mapping[str, Sequence[str]]) -> dict:
-    """``data`` when it is a dict holding, for each key of ``fields``, a list whose entries have
-    the listed keys; :class:`PanopticFormatError` naming ``name`` and the first lack otherwise."""
-    if not isinstance(data, dict):
-        raise PanopticFormatError(f"{name} holds a {type(data).__name__}, expected a COCO "
-                                  f"panoptic json")
-    missing = [k for k in fields if not isinstance(data.get(k), list)]
-    if missing:
-        raise PanopticFormatError(f"{name} has no list {missing} at its top level: not a COCO "
-                                  f"panoptic json")
-    for section, keys in fields.items():
-        for i, entry in enumerate(data[section]):
-            absent = [k for k in keys if not isinstance(entry, dict) or k not in entry]
-            if absent:
-                raise PanopticFormatError(f"{name}: {section}[{i}] has no {absent}: not a COCO "
-                                          f"panoptic json")
-    return data
-
-
 ANNOTATION_KEYS = ("image_id", "file_name", "segments_info")
 CATEGORY_KEYS = ("id", "isthing")
 
@@ -357,9 +338,12 @@ def load_panoptic_json(source: JsonSource, what: str, with_categories: bool = Tr
     fields: dict[str, Sequence[str]] = {"annotations": ANNOTATION_KEYS}
     if with_categories:
         fields["categories"] = CATEGORY_KEYS
-    if isinstance(source, dict):
-        return _check_panoptic_json(source, what, fields)
-    return _check_panoptic_json(read_json(source, what), str(source), fields)
+    data, name = (source, what) if isinstance(source, dict) else (read_json(source, what),
+                                                                  str(source))
+    try:
+        return check_json_dataset(data, name, "COCO panoptic", fields)
+    except ValueError as error:
+        raise PanopticFormatError(str(error)) from None
 
 
 def _categories_by_id(categories: Sequence[Mapping], name: str) -> dict[int, dict]:

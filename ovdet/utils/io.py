@@ -78,15 +78,25 @@ def read_json_dataset(path: str | os.PathLike, kind: str,
     """:func:`read_json` of a COCO / LVIS style file, schema checked: ``fields`` maps each
     top-level key that must hold a list to the keys every entry of that list must have.
     ``ValueError`` names the file and what is missing (``kind`` names the expected file)."""
-    data = read_json(path, what)
+    return check_json_dataset(read_json(path, what), str(path), kind, fields)
+
+
+def check_json_dataset(data: Any, name: str, kind: str, fields: Mapping[str, Sequence[str]]
+                       ) -> dict:
+    """``data`` when it is a dict whose keys of ``fields`` hold lists of dicts with the listed
+    keys (:func:`read_json_dataset`), else ``ValueError`` naming ``name`` (when not empty: the
+    caller may name the file itself) and the first lack."""
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a {type(data).__name__}, expected a {kind} json")
+        raise ValueError(f"{name or 'the json'} holds a {type(data).__name__}, expected a {kind} "
+                         "json")
     missing = [k for k in fields if not isinstance(data.get(k), list)]
     if missing:
-        raise ValueError(f"{path} has no list {missing} at its top level: not a {kind} json")
+        raise ValueError(f"{name or 'the json'} has no list {missing} at its top level: not a "
+                         f"{kind} json")
+    where = f"{name}: " if name else ""
     for section, keys in fields.items():
         for i, entry in enumerate(data[section]):
             absent = [k for k in keys if not isinstance(entry, dict) or k not in entry]
             if absent:
-                raise ValueError(f"{path}: {section}[{i}] has no {absent}: not a {kind} json")
+                raise ValueError(f"{where}{section}[{i}] has no {absent}: not a {kind} json")
     return data
