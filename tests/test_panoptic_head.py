@@ -241,3 +241,17 @@ def test_query_head_shapes_and_masked_attention():
     assert torch.allclose(plain(features, text)["masks"], out["masks"], atol=1e-5)
     with pytest.raises(ValueError, match="multiple of num_heads"):
         QueryMaskHead(shape, 12, hidden_dim=30, num_heads=4)
+
+
+def test_panoptic_segmentation_maps_the_mask_grid_to_the_original_image():
+    from ovdet.modeling.panoptic.branch import panoptic_segmentation
+
+    # a 4x4 mask grid at stride 2 covers an 8x8 padded input; the image is the top 6x8 of it,
+    # shown at 12x16; the one (stuff) mask is the grid's top-left 3x2 cells: the image's left
+    # half, all its rows (without the crop to 6 rows, its bottom rows would be void)
+    logits = torch.full((1, 4, 4), -10.0)
+    logits[0, :3, :2] = 10.0
+    ids, segments = panoptic_segmentation({"scores": torch.tensor([[0.9]]), "mask_logits": logits},
+                                          (6, 8), (12, 16), torch.tensor([False]), mask_stride=2)
+    assert ids.shape == (12, 16) and [s["id"] for s in segments] == [1]
+    assert (ids[:, :8] == 1).all() and (ids[:, 8:] == 0).all()

@@ -99,9 +99,8 @@ class PanopticHead(Protocol):
     results per image ``{"scores": (Q, C), "mask_logits": (Q, h, w)}`` (registry doc), which
     ``segment`` turns into ``"panoptic_seg"`` at the original size."""
 
-    def segment(self, result: dict, input_size: tuple[int, int], padded_size: tuple[int, int],
-                original_size: tuple[int, int], is_thing: torch.Tensor
-                ) -> tuple[torch.Tensor, list[dict]]: ...
+    def segment(self, result: dict, input_size: tuple[int, int], original_size: tuple[int, int],
+                is_thing: torch.Tensor) -> tuple[torch.Tensor, list[dict]]: ...
 
     def __call__(self, features: dict[str, torch.Tensor], trunk: CLIPViTTrunk,
                  trunk_output: TrunkOutput, images: torch.Tensor, class_embeddings: torch.Tensor,

@@ -123,7 +123,7 @@ of things then stuff, seen (C,) bool, logit_scale, targets=None) -> (results, lo
 (``targets`` per image ``{"masks": (S, H, W) bool, "classes": (S,), "void": (H, W) bool}``, padded
 input pixels) returns named losses; inference returns per image ``{"scores": (Q, C),
 "mask_logits": (Q, h, w)}`` (mask grid of the padded input), which ``head.segment(result,
-input_size, padded_size, original_size, is_thing)`` turns into ``"panoptic_seg"``. Built as
+input_size, original_size, is_thing)`` turns into ``"panoptic_seg"``. Built as
 ``cls(cfg, input_shape, trunk)``.""")
 EMBEDDING_SOURCE_REGISTRY = _registry("EMBEDDING_SOURCE", """Where class embeddings come from
 (:class:`contracts.EmbeddingSource`): an ``nn.Module`` whose parameters, if any, train with the

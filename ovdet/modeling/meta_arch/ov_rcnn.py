@@ -312,8 +312,7 @@ class OpenVocabRCNN(nn.Module):
                 image_detections["panoptic"] = result
         if not do_postprocess:
             return detections
-        return self.postprocess(detections, batched_inputs, images.image_sizes,
-                                tuple(images.tensors.shape[-2:]))
+        return self.postprocess(detections, batched_inputs, images.image_sizes)
 
     def detect(self, images: ImageList, trunk_output: TrunkOutput,
                features: dict[str, torch.Tensor]) -> list[dict]:
@@ -350,8 +349,7 @@ class OpenVocabRCNN(nn.Module):
         return {"boxes": candidate_boxes[keep], "scores": scores[keep], "classes": classes[keep]}
 
     def postprocess(self, detections: list[dict], batched_inputs: list[dict],
-                    image_sizes: list[tuple[int, int]], padded_size: tuple[int, int]
-                    ) -> list[dict]:
+                    image_sizes: list[tuple[int, int]]) -> list[dict]:
         """Detections in input pixels -> ``{"instances": ...}`` in each image's original pixels
         (``height``, ``width``), masks pasted into the image and binarised at 0.5; panoptic
         results -> ``"panoptic_seg"`` (module doc)."""
@@ -363,7 +361,7 @@ class OpenVocabRCNN(nn.Module):
             output = {}
             if "panoptic" in detection:
                 output["panoptic_seg"] = self.panoptic_head.segment(
-                    detection["panoptic"], size, padded_size, (height, width), is_thing)
+                    detection["panoptic"], size, (height, width), is_thing)
             if "boxes" not in detection:
                 outputs.append(output)
                 continue

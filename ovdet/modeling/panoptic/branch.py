@@ -111,14 +111,13 @@ class MaskCLIPPanopticHead(nn.Module):
                 "object_mask_threshold": p.OBJECT_MASK_THRESHOLD,
                 "overlap_threshold": p.OVERLAP_THRESHOLD, "mask_threshold": p.MASK_THRESHOLD}
 
-    def segment(self, result: dict, input_size: tuple[int, int], padded_size: tuple[int, int],
-                original_size: tuple[int, int], is_thing: torch.Tensor
-                ) -> tuple[torch.Tensor, list[dict]]:
+    def segment(self, result: dict, input_size: tuple[int, int], original_size: tuple[int, int],
+                is_thing: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
         """One image's inference result -> ``"panoptic_seg"`` at ``original_size`` with this
         head's thresholds (:func:`panoptic_segmentation`)."""
-        return panoptic_segmentation(result, input_size, padded_size, original_size, is_thing,
-                                     self.object_mask_threshold, self.overlap_threshold,
-                                     self.mask_threshold)
+        return panoptic_segmentation(result, input_size, original_size, is_thing,
+                                     self.query_head.mask_stride, self.object_mask_threshold,
+                                     self.overlap_threshold, self.mask_threshold)
 
     @property
     def rma_trains(self) -> bool:
@@ -181,14 +180,17 @@ class MaskCLIPPanopticHead(nn.Module):
         return losses
 
 
-def panoptic_segmentation(result: dict, input_size: tuple[int, int], padded_size: tuple[int, int],
+def panoptic_segmentation(result: dict, input_size: tuple[int, int],
                           original_size: tuple[int, int], is_thing: torch.Tensor,
-                          object_mask_threshold: float = 0.5, overlap_threshold: float = 0.8,
-                          mask_threshold: float = 0.5) -> tuple[torch.Tensor, list[dict]]:
-    """One image's ``{"scores", "mask_logits"}`` -> ``(segment ids (H0, W0) int32, segments)``
-    at the original size: masks upsampled to the padded input, cropped to the image's
-    ``input_size``, resized to ``original_size``, then :func:`assemble_panoptic`."""
+                          mask_stride: int, object_mask_threshold: float = 0.5,
+                          overlap_threshold: float = 0.8, mask_threshold: float = 0.5
+                          ) -> tuple[torch.Tensor, list[dict]]:
+    """One image's ``{"scores", "mask_logits": (Q, h, w)}`` (``mask_stride`` input pixels per
+    mask pixel) -> ``(segment ids (H0, W0) int32, segments)`` at the original size: masks
+    upsampled to the padded input, cropped to the image's ``input_size``, resized to
+    ``original_size``, then :func:`assemble_panoptic`."""
     masks = result["mask_logits"][None]
+    padded_size = (masks.shape[-2] * mask_stride, masks.shape[-1] * mask_stride)
     masks = F.interpolate(masks, size=padded_size, mode="bilinear", align_corners=False)
     masks = masks[..., :input_size[0], :input_size[1]]
     masks = F.interpolate(masks, size=original_size, mode="bilinear", align_corners=False)[0]
