@@ -236,6 +236,39 @@ def test_tool_writes_coco_panoptic_pngs_json_and_overlays(tool, panoptic_run, im
         assert info  # thresholds 0: the queries owning pixels are segments
 
 
+def test_a_second_run_adds_to_the_earlier_json_and_never_replaces_a_foreign_one(
+        tool, panoptic_run, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    vocabulary = ["--things", ",".join(THINGS), "--stuff", ",".join(STUFF), "--output", str(out)]
+    run_tool(tool, panoptic_run, "--input", str(images / "a.png"), str(images / "b.jpg"),
+             *vocabulary)
+    first = json.loads((out / "panoptic.json").read_text())
+    (out / "panoptic" / "b.png").unlink()  # an earlier result whose PNG is gone is dropped
+    capsys.readouterr()
+    run_tool(tool, panoptic_run, "--input", str(images / "a.png"), *vocabulary)
+    assert "wrote 1 of 1 images" in capsys.readouterr().out
+    second = json.loads((out / "panoptic.json").read_text())
+    assert [a["file_name"] for a in second["annotations"]] == ["a.png"]
+    run_tool(tool, panoptic_run, "--input", str(images / "b.jpg"), *vocabulary)
+    assert "also keeps 1 of an earlier run" in capsys.readouterr().out
+    third = json.loads((out / "panoptic.json").read_text())
+    assert [a["file_name"] for a in third["annotations"]] == ["a.png", "b.png"]
+    assert third["annotations"][0] == second["annotations"][0]  # the earlier entry, as it was
+    assert len(first["annotations"]) == 2
+    assert [i["id"] for i in third["images"]] == ["a", "b"]
+    kept = (out / "panoptic.json").read_bytes()
+    with pytest.raises(SystemExit, match="error: .*panoptic.json holds results for another "
+                                         "vocabulary.*choose another --output"):
+        run_tool(tool, panoptic_run, "--input", str(images / "a.png"), "--things", "tomato",
+                 "--output", str(out))
+    (out / "panoptic.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="error: .*panoptic.json is not a panoptic.json of this "
+                                         "tool"):
+        run_tool(tool, panoptic_run, "--input", str(images / "a.png"), *vocabulary)
+    assert (out / "panoptic.json").read_text() == "[1, 2]"
+    (out / "panoptic.json").write_bytes(kept)
+
+
 def test_segments_info_round_trips_through_the_png(tool, tmp_path):
     from ovdet.data.toyworld.writer import encode_segment_ids
 

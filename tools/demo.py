@@ -34,7 +34,7 @@ from ovdet.predictor import OVPredictor
 from ovdet.pseudo.captions import load_vocabulary
 from ovdet.utils.io import atomic_write_json
 from ovdet.utils.outputs import (OutputError, check_output_folder, expand_inputs,
-                                 output_names, overwritten_input, prepare_output_folder,
+                                 overwritten_input, prepare_output_folder, unclashing_outputs,
                                  write_file)
 from ovdet.utils.visualize import draw_detections, save_png
 
@@ -103,12 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"skipped: {message}", file=sys.stderr)
     inputs = {p.resolve() for p in paths}
     written = 0
-    for path, name in zip(paths, output_names(paths)):
-        clash = overwritten_input(output, name, inputs)
-        if clash is not None:
-            print(f"skipped: {path}: its result would overwrite the input {clash}; choose "
-                  "another --output", file=sys.stderr)
-            continue
+    for path, name in unclashing_outputs(paths, lambda n: overwritten_input(output, n, inputs)):
         try:
             image = read_image(path)
         except ImageReadError as error:

@@ -18,7 +18,11 @@ One OUTPUT/panoptic.json in COCO panoptic format describes them all::
 
 with category ids 1..C, the ``--things`` then the ``--stuff`` in the order given. The json is
 rewritten (atomically) at least every 10 seconds while images are processed and at the end, so an
-interrupted run keeps the annotations of nearly every PNG it wrote. <name> is the input's stem,
+interrupted run keeps the annotations of nearly every PNG it wrote. A run into a folder that already
+holds a ``panoptic.json`` of the same things and stuff adds to it: the earlier run's entries whose
+PNGs are still there are kept (an image processed again is replaced), so an interrupted run is
+resumed by running again on the images left; a ``panoptic.json`` of another vocabulary, or not
+of this tool, is never replaced (an error asks for another folder). <name> is the input's stem,
 made unique as ``tools/demo.py`` does ("x__a", "y__a", "a-2").
 
 ``--things`` (required) and ``--stuff`` (optional: things only) take comma-separated names or the
@@ -51,9 +55,9 @@ from ovdet.engine.checkpoint import CheckpointError
 from ovdet.modeling.vocabulary import normalize_class_name
 from ovdet.predictor import OVPredictor
 from ovdet.pseudo.captions import load_vocabulary
-from ovdet.utils.io import atomic_write_json
+from ovdet.utils.io import atomic_write_json, read_json
 from ovdet.utils.outputs import (OutputError, check_output_folder, expand_inputs,
-                                 output_names, overwritten_input, prepare_output_folder,
+                                 overwritten_input, prepare_output_folder, unclashing_outputs,
                                  write_file)
 from ovdet.utils.visualize import draw_panoptic, save_png
 
@@ -167,6 +171,33 @@ def write_json(output: Path, annotations: list[dict], images: list[dict],
                     {"annotations": annotations, "categories": category_list, "images": images})
 
 
+def earlier_results(output: Path, category_list: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The annotations and image records of an earlier run into ``output`` (its
+    ``panoptic.json``) whose PNGs are still there, so that this run adds to them; ([], []) when
+    there is none. A ``panoptic.json`` this run could not extend (another vocabulary, not this
+    tool's) is a ValueError: it is never replaced."""
+    path = output / JSON_NAME
+    if not path.exists():
+        return [], []
+    hint = f"choose another --output (or move {path} away)"
+    try:
+        data = read_json(path, "earlier panoptic.json")
+    except ValueError as error:
+        raise ValueError(f"{error}; {hint}") from None
+    if not (isinstance(data, dict)
+            and all(isinstance(data.get(k), list) for k in ("annotations", "images"))):
+        raise ValueError(f"{path} is not a panoptic.json of this tool; {hint}")
+    if data.get("categories") != category_list:
+        raise ValueError(f"{path} holds results for another vocabulary (its categories differ "
+                         f"from --things/--stuff); {hint}")
+    kept = {a["file_name"] for a in data["annotations"]
+            if isinstance(a, dict) and (output / PNG_FOLDER / str(a.get("file_name"))).is_file()}
+    annotations = [a for a in data["annotations"] if a.get("file_name") in kept]
+    images = [r for r in data["images"]
+              if isinstance(r, dict) and f"{r.get('id')}.png" in kept]
+    return annotations, images
+
+
 def check_outputs(output: Path, entries: list[str]) -> None:
     """demo's output-folder rules for OUTPUT and OUTPUT/panoptic."""
     check_output_folder(output, entries)
@@ -193,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         if (output / JSON_NAME).resolve() in inputs:
             raise ValueError(f"--output {output} would overwrite the input "
                              f"{output / JSON_NAME}; choose another folder")
+        category_list = categories(things, stuff)
+        earlier, earlier_images = earlier_results(output, category_list) if paths else ([], [])
         predictor = build_predictor(args, things, stuff) if paths else None
         if paths:
             prepare_output_folder(output)
@@ -203,17 +236,11 @@ def main(argv: list[str] | None = None) -> None:
     for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
 
-    jobs = []
-    for path, name in zip(paths, output_names(paths)):
-        overwritten = clash(output, name, inputs)
-        if overwritten is not None:
-            print(f"skipped: {path}: its result would overwrite the input {overwritten}; choose "
-                  "another --output", file=sys.stderr)
-            continue
-        jobs.append((path, name))
-    category_list = categories(predictor.vocabulary, predictor.stuff_vocabulary) if paths else []
-    annotations: list[dict] = []
-    records: list[dict] = []
+    jobs = unclashing_outputs(paths, lambda name: clash(output, name, inputs))
+    redone = {f"{name}.png" for _, name in jobs}  # an earlier run's results for these are replaced
+    annotations = [a for a in earlier if a["file_name"] not in redone]
+    records = [r for r in earlier_images if f"{r['id']}.png" not in redone]
+    written = 0
     json_written = time.monotonic()
     bar = tqdm(total=len(jobs), unit="img", desc="panoptic", disable=None, dynamic_ncols=True)
     try:
@@ -229,29 +256,32 @@ def main(argv: list[str] | None = None) -> None:
                 annotation, record = write_image_result(image, path, result, output, name)
                 annotations.append(annotation)
                 records.append(record)
+                written += 1
             bar.update(len(jobs[start:start + args.batch_size]))
             if time.monotonic() - json_written >= JSON_EVERY_S:
                 write_json(output, annotations, records, category_list)
                 json_written = time.monotonic()
     except OutputError as error:
         bar.close()
-        sys.exit(f"error: {error} ({len(annotations)} of {len(paths)} images written)")
+        sys.exit(f"error: {error} ({written} of {len(paths)} images written)")
     except KeyboardInterrupt:
         bar.close()
-        if annotations:
+        if written:
             write_json(output, annotations, records, category_list)
             print(f"interrupted: {output / JSON_NAME} describes the {len(annotations)} images "
                   "written", file=sys.stderr)
         raise
     bar.close()
-    if annotations:
+    if written:
         try:
             write_json(output, annotations, records, category_list)
         except OutputError as error:
             sys.exit(f"error: {error}")
     total = len(paths) + len(skipped)
-    print(f"wrote {len(annotations)} of {total} images to {output}")
-    if not annotations:
+    kept = len(annotations) - written
+    print(f"wrote {written} of {total} images to {output}"
+          + (f" ({output / JSON_NAME} also keeps {kept} of an earlier run)" if kept else ""))
+    if not written:
         sys.exit("error: no image could be processed")
 
 

@@ -7,6 +7,7 @@ Shared by ``tools/demo.py`` and ``tools/panoptic_infer.py``; the rules are docum
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -112,3 +113,19 @@ def write_file(path: Path, write: Callable[[Path, Any], None], data: Any) -> Non
     except OSError as error:
         raise OutputError(f"cannot write {path} ({reason(error)}); check that its folder is "
                           "writable and its disk has free space") from None
+
+
+def unclashing_outputs(paths: list[Path], clash: Callable[[str], Path | None]
+                       ) -> list[tuple[Path, str]]:
+    """``(input, output name)`` pairs (:func:`output_names`) whose results would overwrite no
+    input; ``clash(name)`` is the input that ``name``'s results would overwrite, or None. Each
+    input left out is named in one ``skipped:`` line on stderr."""
+    jobs = []
+    for path, name in zip(paths, output_names(paths)):
+        overwritten = clash(name)
+        if overwritten is not None:
+            print(f"skipped: {path}: its result would overwrite the input {overwritten}; choose "
+                  "another --output", file=sys.stderr)
+            continue
+        jobs.append((path, name))
+    return jobs
