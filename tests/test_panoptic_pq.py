@@ -259,6 +259,12 @@ def test_malformed_predictions_are_refused_naming_the_file_and_segment():
     with pytest.raises(PanopticFormatError, match=r"g\.png: segment 1 has area 0"):
         pq_stats_single_image(gt, [{"id": 1, "category_id": 1, "area": 0, "iscrowd": 0}], gt,
                               [pred_seg(1, 1)], BY_ID, gt_name="g.png")
+    # a json area below the pixels a prediction overlaps (IoU 8/5): PNGs of another json
+    half = band((4, 4), (0, 2), (0, 4), 1)
+    with pytest.raises(PanopticFormatError, match=r"g\.png: segment 1 has area 5 in segments_info "
+                                                  r"but 8 of its PNG pixels overlap"):
+        pq_stats_single_image(half, [{"id": 1, "category_id": 1, "area": 5, "iscrowd": 0}], half,
+                              [pred_seg(1, 1)], BY_ID, gt_name="g.png")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -33,8 +33,10 @@ panopticapi raises ``KeyError`` for a prediction PNG id that ``segments_info`` l
 ``segments_info`` id that is absent from the PNG, a predicted category that is not a category, and
 a ground-truth image without prediction; here each is a :class:`PanopticFormatError` (a
 ``ValueError``) naming the file and the segment. Beyond panopticapi, mismatched PNG sizes, PNGs that
-are not RGB, malformed segments and a match whose union is not positive (a ground-truth ``area``
-of 0 or less that has pixels) are refused with the same error.
+are not RGB, malformed segments, a match whose union is not positive (a ground-truth ``area``
+of 0 or less that has pixels) and a match whose IoU would exceed 1 (a ground-truth ``area``
+smaller than the segment's pixels under one prediction: a PNG of another json, e.g. a wrong
+``--gt-folder``) are refused with the same error.
 
 Command line::
 
@@ -217,7 +219,8 @@ def pq_stats_single_image(gt_ids: np.ndarray, gt_segments: Sequence[Mapping],
     Returns a :class:`PQStat` with an entry for every category that occurs in the image.
     Raises :class:`PanopticFormatError` for mismatched sizes, ids out of ``[0, 256^3)``, a
     predicted id in the PNG but not in ``segments_info`` or the reverse, an unknown predicted
-    category, a malformed segment, and a match whose union is not positive.
+    category, a malformed segment, and a match whose union is not positive or whose IoU would
+    exceed 1.
     """
     gt = _check_id_map(gt_ids, gt_name)
     pred = _check_id_map(pred_ids, pred_name)
@@ -269,6 +272,13 @@ def pq_stats_single_image(gt_ids: np.ndarray, gt_segments: Sequence[Mapping],
         g = int(cand_gt[np.flatnonzero(unions <= 0)[0]])
         raise PanopticFormatError(f"{gt_name}: segment {g} has area {gt_segms[g]['area']} in "
                                   f"segments_info but pixels in the PNG: its IoU is undefined")
+    gt_areas = np.array([gt_segms[g]["area"] for g in cand_gt.tolist()], dtype=np.float64)
+    if np.any(cand_inter > gt_areas):  # an IoU above 1: the PNG is not the json's
+        k = int(np.flatnonzero(cand_inter > gt_areas)[0])
+        raise PanopticFormatError(
+            f"{gt_name}: segment {int(cand_gt[k])} has area {int(gt_areas[k])} in segments_info "
+            f"but {int(cand_inter[k])} of its PNG pixels overlap one prediction: the PNG does not "
+            "belong to the json (check --gt-folder)")
     ious = cand_inter / unions
 
     stat = PQStat()
