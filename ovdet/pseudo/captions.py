@@ -32,7 +32,6 @@ from .vocabulary import NounVocabulary
 VOCABULARY_SUFFIXES = (".json", ".txt", ".csv")
 
 IMAGE_KEYS = ("id", "file_name", "height", "width")  # copied from COCO's image entries
-REQUIRED_KEYS = ("id", "file_name", "captions")
 
 
 def group_coco_captions(data: dict) -> tuple[list[dict], list[int]]:
@@ -81,19 +80,26 @@ def read_caption_records(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}: {error}") from None
     else:
         records = data["images"]
+    return check_image_records(path, records, "captions")
+
+
+def check_image_records(path: str | Path, records: list, labels: str) -> list[dict]:
+    """``records`` when each is a dict with an integer ``id`` (unique), a string ``file_name``
+    and a list under ``labels`` (``"captions"``, or an image-labelled file's
+    ``"pos_category_ids"``); else a ValueError naming ``path`` and the image."""
     seen: set[int] = set()
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise ValueError(f"{path}: image {index} is not an object: {record!r}")
-        missing = [k for k in REQUIRED_KEYS if k not in record]
+        missing = [k for k in ("id", "file_name", labels) if k not in record]
         if missing:
             raise ValueError(f"{path}: image {index} lacks {missing}")
         if not isinstance(record["id"], int) or isinstance(record["id"], bool):
             raise ValueError(f"{path}: image {index} needs an integer 'id', got {record['id']!r}")
         if not isinstance(record["file_name"], str) or not record["file_name"]:
             raise ValueError(f"{path}: 'file_name' of image {record['id']} must be a path string")
-        if not isinstance(record["captions"], list):
-            raise ValueError(f"{path}: 'captions' of image {record['id']} must be a list")
+        if not isinstance(record[labels], list):
+            raise ValueError(f"{path}: '{labels}' of image {record['id']} must be a list")
         if record["id"] in seen:
             raise ValueError(f"{path}: image id {record['id']} appears twice")
         seen.add(record["id"])

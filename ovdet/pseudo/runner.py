@@ -1,17 +1,24 @@
-"""Sharded, resumable pseudo-box generation over a caption file, and the COCO json it ends in.
+"""Sharded, resumable pseudo-box generation over labelled images, and the COCO json it ends in.
+
+Each image is a record ``{"id", "file_name"[, "height", "width"], LABELS}``; the generator gets a
+batch of images and their records' ``labels`` field, ``generator(images, labels) ->
+[ImageResult]``: ``"captions"`` (a caption file; PB-OVD's
+:class:`~ovdet.pseudo.generator.PseudoBoxGenerator`, or self-training's
+:class:`~ovdet.pseudo.self_training.DetectorLabeller`) or ``"pos_category_ids"`` (an
+image-labelled file's category ids; :class:`~ovdet.pseudo.self_training.DetectorLabeller`).
 
 Images are processed in shards of ``shard_size`` (in file order), each written atomically to
 ``OUT.parts/shard_NNNNN.json`` as soon as it is done: a run killed at any moment loses at most the
 shard in progress, and a rerun skips finished shards. ``OUT.parts/run.json`` holds the run's
-fingerprint (the caller's settings, shard size, image root, captions); shards of a different run are never mixed in
-(rerun with ``overwrite=True`` to start again).
+fingerprint (the caller's settings, shard size, image root, records); shards of a different run
+are never mixed in (rerun with ``overwrite=True`` to start again).
 
 When every shard is done the shards are merged into ``OUT``, a COCO instances json (images that
 got at least one box; annotations ``{"id", "image_id", "category_id", "bbox" (xywh), "area",
 "iscrowd": 0, "pseudo_score"}``; the vocabulary's categories), and a report is written next to it
 (``OUT`` with suffix ``.report.json``): counts, images/s and one entry per problem
 ``{"image_id", "file_name", "problem"}`` (unreadable image, empty caption, no vocabulary noun, a
-category without a candidate box). A problem never stops the run.
+category without a candidate box, ...). A problem never stops the run.
 """
 from __future__ import annotations
 
@@ -20,13 +27,17 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from ..data.image_io import ImageReadError, read_image
 from ..utils.io import atomic_write_json
-from .generator import PseudoBoxGenerator
+from .generator import ImageResult
+
+# (images as (H, W, 3) uint8 arrays, their records' labels) -> one ImageResult per image
+Generator = Callable[[list[np.ndarray], list], list[ImageResult]]
 
 
 def parts_dir(out: str | Path) -> Path:
@@ -39,8 +50,15 @@ def report_path(out: str | Path) -> Path:
     return out.with_name(out.stem + ".report.json")
 
 
+def file_signature(path: str | Path) -> list:
+    """What identifies a file's contents cheaply (for a run's settings): resolved path, size,
+    mtime."""
+    stat = Path(path).stat()
+    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+
 def fingerprint(settings: dict, records: Sequence[dict]) -> str:
-    """sha256 of the run's settings and of its caption records."""
+    """sha256 of the run's settings and of its records."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(json.dumps(list(records), sort_keys=True).encode())
     return digest.hexdigest()
@@ -55,8 +73,8 @@ def _prepare_parts(out: Path, run_id: str, overwrite: bool) -> Path:
         previous = json.loads(manifest.read_text()).get("fingerprint")
         if previous != run_id:
             raise ValueError(f"{parts} holds shards of a different run (other options, shard "
-                             "size, vocabulary, CLIP, proposals, image root or captions); rerun "
-                             "with --overwrite to start again")
+                             "size, vocabulary, CLIP, detector, proposals, image root or "
+                             "input records); rerun with --overwrite to start again")
     parts.mkdir(parents=True, exist_ok=True)
     atomic_write_json(manifest, {"fingerprint": run_id})
     return parts
@@ -74,8 +92,8 @@ def _read_shard(path: Path) -> dict | None:
     return shard
 
 
-def _process_shard(generator: PseudoBoxGenerator, records: Sequence[dict], image_root: Path,
-                   batch_size: int, progress: tqdm) -> dict:
+def _process_shard(generator: Generator, records: Sequence[dict], image_root: Path,
+                   batch_size: int, labels: str, progress: tqdm) -> dict:
     """{"images": [...], "boxes": [[image_id, category_id, x1, y1, x2, y2, score]], "problems"}."""
     shard: dict = {"images": [], "boxes": [], "problems": []}
     for start in range(0, len(records), batch_size):
@@ -88,7 +106,7 @@ def _process_shard(generator: PseudoBoxGenerator, records: Sequence[dict], image
                 shard["problems"].append({"image_id": record["id"],
                                           "file_name": record["file_name"],
                                           "problem": f"unreadable image: {error.reason}"})
-        results = generator(images, [r["captions"] for r in batch]) if batch else []
+        results = generator(images, [r[labels] for r in batch]) if batch else []
         for record, image, result in zip(batch, images, results):
             if result.boxes:
                 shard["images"].append({"id": record["id"], "file_name": record["file_name"],
@@ -102,12 +120,14 @@ def _process_shard(generator: PseudoBoxGenerator, records: Sequence[dict], image
     return shard
 
 
-def generate_pseudo_boxes(generator: PseudoBoxGenerator, records: Sequence[dict],
+def generate_pseudo_boxes(generator: Generator, records: Sequence[dict],
                           image_root: str | Path, out: str | Path, settings: dict,
                           categories: list[dict], shard_size: int = 256, batch_size: int = 32,
-                          overwrite: bool = False, show_progress: bool = True) -> dict:
+                          overwrite: bool = False, show_progress: bool = True,
+                          labels: str = "captions") -> dict:
     """Run (or resume) the generation and write ``out`` and its report (module doc). Returns
-    the report."""
+    the report. ``labels``: the records' field the generator gets (``"captions"`` or
+    ``"pos_category_ids"``)."""
     if shard_size < 1 or batch_size < 1:
         raise ValueError("shard_size and batch_size must be at least 1")
     out, image_root = Path(out), Path(image_root)
@@ -128,7 +148,7 @@ def generate_pseudo_boxes(generator: PseudoBoxGenerator, records: Sequence[dict]
             chunk = records[start:start + shard_size]
             shard = _read_shard(path)
             if shard is None:
-                shard = _process_shard(generator, chunk, image_root, batch_size, progress)
+                shard = _process_shard(generator, chunk, image_root, batch_size, labels, progress)
                 atomic_write_json(path, shard)
                 processed += len(chunk)
             else:

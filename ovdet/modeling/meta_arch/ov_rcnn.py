@@ -386,6 +386,41 @@ class OpenVocabRCNN(nn.Module):
         return [{"boxes": to_original(p, size, (x["height"], x["width"])), "objectness": o}
                 for p, o, size, x in zip(proposals, objectness, images.image_sizes, batched_inputs)]
 
+    @torch.no_grad()
+    def score_proposals(self, batched_inputs: list[dict]) -> list[dict[str, torch.Tensor]]:
+        """Every scored candidate of the detector, before :meth:`select`: per image ``{"boxes":
+        (P, 4) float xyxy in original pixels, "scores": (P, C)}``, the configured scorer's output
+        for the current vocabulary (what :meth:`detect` passes to :meth:`select`: the head's
+        probabilities ensembled with CLIP's, novel priors included), without score threshold,
+        top-k, small-box removal or NMS. For self-training on image labels: the top-scoring box
+        of a class an image is known to hold (:mod:`ovdet.pseudo.self_training`).
+
+        The scorers' boxes are class-agnostic (the ``Scorer`` contract: one box per candidate,
+        shared by its C scores); P is the number of proposals, or twice it with
+        ``novel_boxes="proposals"`` (regressed boxes, then the proposals themselves; a
+        candidate's columns of the other kind score 0). A scorer that returns per-class boxes
+        (P, C, 4) gets them back in that shape, in original pixels. Eval mode only (as
+        :meth:`inference`); RuntimeError for a model without detector or in training mode."""
+        if self.roi_heads is None:
+            raise RuntimeError("this model has no detector (MODEL.DETECTOR_ON False): no "
+                               "proposals to score")
+        if self.training:
+            raise RuntimeError("score_proposals is inference: call model.eval() first")
+        images = self.preprocess(batched_inputs)
+        trunk_output, features = self.backbone(images.tensors)
+        class_embeddings = self.vocabulary()
+        proposals, objectness = self.proposal_generator.propose_with_scores(images, features)
+        head_results, _ = self.roi_heads(features, proposals, images.image_sizes, class_embeddings)
+        boxes, scores = self.scorer(ScoringInputs(
+            trunk=self.trunk, trunk_output=trunk_output, proposals=proposals,
+            objectness=objectness, boxes=[r["boxes"] for r in head_results],
+            probabilities=[r["probabilities"] for r in head_results],
+            class_embeddings=class_embeddings, novel_mask=self.vocabulary.novel_mask,
+            logit_scale=self.clip_logit_scale))
+        return [{"boxes": to_original(b.reshape(-1, 4), size, (x["height"], x["width"]))
+                 .reshape(b.shape), "scores": s}
+                for b, s, size, x in zip(boxes, scores, images.image_sizes, batched_inputs)]
+
 
 def to_original(boxes: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
                 ) -> torch.Tensor:
