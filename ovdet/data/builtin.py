@@ -4,6 +4,7 @@
 |---|---|---|
 | ``toyworld_train`` | ``toyworld/annotations/instances_train.json`` | base only |
 | ``toyworld_train_pseudo`` | ``toyworld/annotations/pseudo_train.json`` | all (pseudo boxes) |
+| ``toyworld_train_image_labels`` | ``toyworld/annotations/image_labels_train.json`` | all (image labels) |
 | ``toyworld_val`` | ``toyworld/annotations/instances_val.json`` | base + novel |
 | ``coco_ovd_train`` | ``coco/annotations/instances_train2017_ovd_base.json`` | 48 base |
 | ``coco_ovd_val`` | ``coco/annotations/instances_val2017_ovd.json`` | 48 base + 17 novel |
@@ -21,7 +22,10 @@ images from ``toyworld/SPLIT`` and ``coco/{train,val}2017``. The novel things of
 are void. COCO's panoptic things are the 48 base and 17 novel of the OVD split plus, as base, the
 15 COCO categories outside it (``prepare_coco_panoptic.py --others``).
 
-``pseudo_train.json`` is made by ``tools/generate_pseudo_boxes.py`` (``make demo-pseudo``).
+``pseudo_train.json`` is made by ``tools/generate_pseudo_boxes.py`` (``make demo-pseudo``);
+``image_labels_train.json`` (one box per caption-named class: the detector's best proposal for it;
+train with it in ``DATASETS.IMAGE_LABELLED``) by ``tools/self_train_labels.py``
+(``make demo-prompts``).
 The OVD files are made by ``datasets/prepare_coco_ovd.py``, ``datasets/prepare_lvis_ovd.py`` and
 ``datasets/prepare_coco_panoptic.py``.
 """
@@ -41,6 +45,8 @@ BUILTIN_DATASETS: dict[str, tuple[str, str, str, str]] = {
     "toyworld_train": ("toyworld/annotations/instances_train.json", "toyworld/train", "base", "coco"),
     "toyworld_train_pseudo": ("toyworld/annotations/pseudo_train.json", "toyworld/train", "all",
                               "coco"),
+    "toyworld_train_image_labels": ("toyworld/annotations/image_labels_train.json",
+                                    "toyworld/train", "all", "coco"),
     "toyworld_val": ("toyworld/annotations/instances_val.json", "toyworld/val", "all", "coco"),
     "coco_ovd_train": ("coco/annotations/instances_train2017_ovd_base.json", "coco/train2017",
                        "base", "coco"),

@@ -1,4 +1,5 @@
-"""Config defaults of the input pipeline (``INPUT``, ``DATALOADER``)."""
+"""Config defaults of the input pipeline (``INPUT``, ``DATALOADER``) and of how the training
+datasets are used (``DATASETS.IMAGE_LABELLED``; ``DATASETS.TRAIN`` itself is a global option)."""
 from __future__ import annotations
 
 from ..config.config import CfgNode
@@ -12,3 +13,11 @@ def add_data_config(cfg: CfgNode) -> None:
     cfg.INPUT.SCALE_JITTER = ()  # (low, high), e.g. (0.1, 2.0) for large-scale jitter; () disables
     cfg.DATALOADER = CfgNode()
     cfg.DATALOADER.NUM_WORKERS = 2
+    # () draws batches from the concatenated DATASETS.TRAIN; else one positive number per dataset
+    # of DATASETS.TRAIN: each batch holds images of every dataset in these proportions
+    # (ovdet.data.loader.split_batch), each dataset drawn by epochs of its own
+    cfg.DATALOADER.DATASET_RATIOS = ()
+    # names in DATASETS.TRAIN whose boxes are pseudo boxes from image-level labels (e.g.
+    # toyworld_train_image_labels): their classes join the training vocabulary (those they alone
+    # name stay novel), and the RoI heads learn from their boxes as positives only
+    cfg.DATASETS.IMAGE_LABELLED = ()

@@ -5,10 +5,18 @@ Model input (one image)::
     {"image": uint8 (3, H, W) after resizing, "height": int, "width": int (original size),
      "image_id": int, "file_name": str,
      "instances": {"boxes": float (N, 4) xyxy in resized pixels, "classes": int64 (N,),
-                   "masks": bool (N, H, W)},         # "instances" only when training
+                   "masks": bool (N, H, W),          # when with_masks
+                   "image_labelled": bool ()},       # "instances" only when training
      "panoptic": {"masks": bool (S, H, W), "classes": int64 (S,) index into
                   metadata.panoptic_classes, "void": bool (H, W)}}
                                                      # only when training on a panoptic record
+
+``"image_labelled"`` (a 0-dim bool tensor, in every training input) is True for a record marked
+``"image_labelled": True``: one of a dataset of ``DATASETS.IMAGE_LABELLED``, whose boxes are pseudo
+boxes made from image-level labels (the trainer marks them). The RoI heads then train on its boxes
+as positives only and without a mask loss; the ``"masks"`` of such an instances record are all
+False (no mask target is meaningful: its segmentations are not read), kept only so that every
+input has the same keys and shapes.
 
 Training drops crowd annotations and boxes that augmentation leaves empty; images whose file
 cannot be read raise :class:`~ovdet.data.image_io.ImageReadError` (callers log and skip them).
@@ -120,7 +128,8 @@ class DatasetMapper:
             format="XYXY", canvas_size=(height, width))
         classes = torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64)
         sample = {"image": tv_tensors.Image(image), "boxes": boxes, "classes": classes}
-        if self.with_masks:
+        image_labelled = bool(record.get("image_labelled", False))
+        if self.with_masks and not image_labelled:
             masks = [decode_segmentation(a["segmentation"], height, width) if "segmentation" in a
                      else _box_mask(a, height, width) for a in annotations]
             sample["masks"] = tv_tensors.Mask(torch.from_numpy(
@@ -129,9 +138,13 @@ class DatasetMapper:
         boxes = sample["boxes"].as_subclass(torch.Tensor)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
         instances = {"boxes": boxes[keep], "classes": sample["classes"][keep]}
-        if self.with_masks:
-            instances["masks"] = sample["masks"].as_subclass(torch.Tensor)[keep].bool()
         output["image"] = sample["image"].as_subclass(torch.Tensor)
+        if self.with_masks and image_labelled:
+            instances["masks"] = torch.zeros(int(keep.sum()), *output["image"].shape[1:],
+                                             dtype=torch.bool)
+        elif self.with_masks:
+            instances["masks"] = sample["masks"].as_subclass(torch.Tensor)[keep].bool()
+        instances["image_labelled"] = torch.tensor(image_labelled)
         output["instances"] = instances
         return output
 
@@ -160,6 +173,7 @@ class DatasetMapper:
         instances = {"boxes": _mask_boxes(masks[is_thing]), "classes": classes[is_thing]}
         if self.with_masks:
             instances["masks"] = masks[is_thing]
+        instances["image_labelled"] = torch.tensor(bool(record.get("image_labelled", False)))
         output["instances"] = instances
         return output
 

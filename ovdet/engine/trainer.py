@@ -8,6 +8,14 @@ evaluation files of :mod:`ovdet.engine.evaluation`.
 Resuming (``resume=True``) loads ``last_checkpoint`` with its optimizer state and iteration. Batch
 ``i`` and every random draw of iteration ``i`` (RPN and RoI sampling) are seeded from
 ``(SEED, i)``, so a run killed and resumed ends with the weights of an uninterrupted run.
+
+Data: the datasets of ``DATASETS.TRAIN``, concatenated, or mixed in every batch by
+``DATALOADER.DATASET_RATIOS`` (:mod:`ovdet.data.loader`). Those also named in
+``DATASETS.IMAGE_LABELLED`` have pseudo boxes from image-level labels (PromptDet's self-training):
+the training vocabulary is then the union of the datasets' classes (:func:`training_vocabulary`,
+the records' ids remapped into it by :func:`training_records`), the base classes are those of the
+box-labelled datasets (:func:`training_base_names`), and the RoI heads train image-labelled images
+on their positives only (:mod:`ovdet.modeling.roi_heads.open_vocab_heads`).
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +40,7 @@ from ..data.class_counts import class_image_counts
 from ..data.loader import build_train_loader
 from ..data.mapper import DatasetMapper
 from ..utils.io import atomic_open, finite_json
+from ..modeling.vocabulary import normalize_class_name
 from .checkpoint import CheckpointError, DetectorCheckpointer
 from .distributed import get_rank, get_world_size, is_main_process, unwrap
 from .evaluation import evaluate_datasets
@@ -91,10 +101,43 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
     raise ConfigError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {cfg.SOLVER.OPTIMIZER!r}")
 
 
-def training_vocabulary(dataset_names: list[str]) -> list[str]:
-    """The class names of the training datasets (they must agree, and not be empty)."""
+def check_image_labelled(dataset_names: Sequence[str], image_labelled: Sequence[str]) -> None:
+    """``DATASETS.IMAGE_LABELLED`` must name training datasets of ``DATASETS.TRAIN``, leave at
+    least one box-labelled one (the base classes are theirs) and name no panoptic one."""
+    strangers = [name for name in image_labelled if name not in dataset_names]
+    if strangers:
+        raise ConfigError(f"DATASETS.IMAGE_LABELLED names {strangers}, which are not in "
+                          f"DATASETS.TRAIN {tuple(dataset_names)}: it lists the training "
+                          "datasets whose boxes come from image-level labels")
+    if image_labelled and all(name in image_labelled for name in dataset_names):
+        raise ConfigError("DATASETS.IMAGE_LABELLED names every dataset of DATASETS.TRAIN; "
+                          "training needs at least one box-labelled dataset (its classes are "
+                          "the detector's base classes)")
+    panoptic = [name for name in dataset_names if image_labelled
+                and DatasetCatalog.metadata(name).evaluator_type == "coco_panoptic"]
+    if panoptic:
+        raise ConfigError(f"training with image-labelled datasets (DATASETS.IMAGE_LABELLED) "
+                          f"mixes detection datasets only; {panoptic} are panoptic")
+
+
+def _ordered_union(class_lists: Iterable[Sequence[str]]) -> list[str]:
+    """The names of ``class_lists``, first appearance first, compared in normal form."""
+    union: dict[str, str] = {}
+    for classes in class_lists:
+        for name in classes:
+            union.setdefault(normalize_class_name(name), name)
+    return list(union.values())
+
+
+def training_vocabulary(dataset_names: Sequence[str],
+                        image_labelled: Sequence[str] = ()) -> list[str]:
+    """The class names of the training datasets. Without image-labelled datasets they must agree
+    (and not be empty); with some (``DATASETS.IMAGE_LABELLED``, :func:`check_image_labelled`),
+    the vocabulary is their ordered union: the first dataset's classes, then the names the others
+    add, in order of appearance (names compared in normal form, the first spelling kept)."""
     if not dataset_names:
         raise ConfigError("DATASETS.TRAIN is empty: name at least one registered dataset")
+    check_image_labelled(dataset_names, image_labelled)
     vocabularies = {name: DatasetCatalog.metadata(name).thing_classes for name in dataset_names}
     for name, classes in vocabularies.items():
         if not classes:
@@ -102,12 +145,48 @@ def training_vocabulary(dataset_names: list[str]) -> list[str]:
                 f"training dataset {name!r} has no base classes: every category of "
                 f"{DatasetCatalog.metadata(name).json_file or 'its json'} is novel, and a "
                 "training set (keep='base') drops novel ones; mark fewer categories novel")
+    if image_labelled:
+        return _ordered_union(vocabularies[name] for name in dataset_names)
     first = vocabularies[dataset_names[0]]
     for name, classes in vocabularies.items():
         if classes != first:
             raise ConfigError(f"training datasets disagree on their classes: {dataset_names[0]} "
                               f"has {first}, {name} has {classes}")
     return list(first)
+
+
+def training_base_names(dataset_names: Sequence[str],
+                        image_labelled: Sequence[str] = ()) -> list[str]:
+    """The classes the detector counts as base after training: those of the box-labelled
+    datasets (not in ``image_labelled``), in vocabulary order. A class known only from image
+    labels stays novel (scored with the novel weights of the CLIP ensemble)."""
+    vocabulary = training_vocabulary(dataset_names, image_labelled)
+    boxed = {normalize_class_name(c) for name in dataset_names if name not in image_labelled
+             for c in DatasetCatalog.metadata(name).thing_classes}
+    return [name for name in vocabulary if normalize_class_name(name) in boxed]
+
+
+def training_records(dataset_names: Sequence[str], image_labelled: Sequence[str] = ()
+                     ) -> list[tuple[str, list[dict]]]:
+    """``(name, dataset dicts)`` of each training dataset, as the loader reads them. Without
+    image-labelled datasets, the catalog's dicts as they are. With some, copies (the catalog's
+    are never changed) whose ``category_id`` indexes :func:`training_vocabulary`'s union, and
+    whose records of an image-labelled dataset carry ``"image_labelled": True`` (the mapper
+    passes it to the model)."""
+    if not image_labelled:
+        return [(name, DatasetCatalog.get(name)) for name in dataset_names]
+    vocabulary = training_vocabulary(dataset_names, image_labelled)
+    index = {normalize_class_name(c): k for k, c in enumerate(vocabulary)}
+    datasets = []
+    for name in dataset_names:
+        to_union = [index[normalize_class_name(c)]
+                    for c in DatasetCatalog.metadata(name).thing_classes]
+        mark = {"image_labelled": True} if name in image_labelled else {}
+        datasets.append((name, [
+            {**record, **mark, "annotations": [{**a, "category_id": to_union[a["category_id"]]}
+                                               for a in record.get("annotations", [])]}
+            for record in DatasetCatalog.get(name)]))
+    return datasets
 
 
 def training_stuff(dataset_names: list[str]) -> list[str]:
@@ -173,12 +252,22 @@ class Trainer:
         if cfg.SOLVER.IMS_PER_BATCH % world:
             raise ConfigError(f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} is not divisible "
                               f"by the {world} processes")
-        records = [r for name in cfg.DATASETS.TRAIN for r in DatasetCatalog.get(name)]
+        names, image_labelled = list(cfg.DATASETS.TRAIN), list(cfg.DATASETS.IMAGE_LABELLED)
+        datasets = training_records(names, image_labelled)
         vocabulary = unwrap(self.model).vocabulary  # the federated loss samples by frequency
+        if image_labelled:
+            expected = training_vocabulary(names, image_labelled)
+            if [normalize_class_name(n) for n in vocabulary] != \
+                    [normalize_class_name(n) for n in expected]:
+                raise ConfigError(f"with DATASETS.IMAGE_LABELLED the model must be trained on "
+                                  f"the union of the training classes {expected} (its "
+                                  f"set_training_vocabulary), not on {list(vocabulary)}")
+        records = [r for _, dataset in datasets for r in dataset]
         vocabulary.set_image_counts(class_image_counts(records, len(vocabulary)))
-        loader = build_train_loader(records, DatasetMapper(cfg, True),
+        loader = build_train_loader(datasets, DatasetMapper(cfg, True),
                                     cfg.SOLVER.IMS_PER_BATCH // world, self.seed * 1000 + get_rank(),
-                                    self.start_iter, max_iter, cfg.DATALOADER.NUM_WORKERS)
+                                    self.start_iter, max_iter, cfg.DATALOADER.NUM_WORKERS,
+                                    cfg.DATALOADER.DATASET_RATIOS)
         periodic = PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter)
         device = torch.device(cfg.MODEL.DEVICE)
         amp = cfg.SOLVER.AMP and device.type == "cuda"

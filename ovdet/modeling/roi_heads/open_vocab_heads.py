@@ -12,6 +12,17 @@
   vocabularies): the classes present in the batch plus classes sampled, without replacement and
   with probability proportional to (training images holding the class) ** ``fed_freq_weight_power``
   (0.5, as Detic), up to ``fed_num_classes``.
+* Positive-only losses on image-labelled images (PromptDet's self-training): an image whose target
+  carries ``"image_labelled"`` True has pseudo boxes, one per class named by its image-level
+  labels (the detector's best proposal for that class), not a complete annotation: any other
+  object in it is unlabelled, not background. Of such an image only the sampled proposals matched
+  to a pseudo box (the positives; the sampler draws as for any image, its negatives are then
+  dropped) enter the losses: classification and box regression as usual, no background sample
+  (so no unlabelled object is pushed towards background), and no mask loss (a pseudo box has no
+  mask). Box-labelled images (``"image_labelled"`` False or absent) are sampled and trained as
+  before. Normalisation is unchanged: ``loss_cls`` averages over the batch's sampled proposals
+  (the kept positives of an image-labelled image count, its dropped negatives do not), and
+  ``loss_box_reg`` sums over positives and divides by that same number of sampled proposals.
 """
 from __future__ import annotations
 
@@ -69,6 +80,12 @@ def federated_classes(gt_classes: torch.Tensor, num_classes: int, num_sampled: i
     return torch.cat([present, extra.to(present.device)])
 
 
+def is_image_labelled(target: dict[str, torch.Tensor]) -> bool:
+    """Whether a target's boxes come from image-level labels (its ``"image_labelled"``, a 0-dim
+    bool tensor; absent: False)."""
+    return bool(target.get("image_labelled", False))
+
+
 @ROI_HEADS_REGISTRY.register()
 class OpenVocabROIHeads(nn.Module):
     """RoI heads whose classifier is a set of text embeddings (module doc).
@@ -80,7 +97,9 @@ class OpenVocabROIHeads(nn.Module):
     class-agnostic boxes (P, 4) xyxy, class probabilities (P, C) without background and region
     embeddings, and no losses. Masks of final boxes come from :meth:`predict_masks`.
     ``class_image_counts``: (C,) training images per class, the base of the federated sampling
-    weights (uniform when None).
+    weights (uniform when None). ``targets``: per image ``{"boxes": (N, 4) xyxy, "classes": (N,)
+    int64, "masks": (N, H, W) bool (with a mask head), "image_labelled": () bool (optional, False
+    when absent: True trains the image's boxes as positives only, module doc)}``.
 
     Args:
         in_channels: channels of every feature map.
@@ -146,9 +165,11 @@ class OpenVocabROIHeads(nn.Module):
     def _sample(self, proposals: list[torch.Tensor], targets: list[dict], num_classes: int):
         """Adds ground truth to the proposals, matches and samples them. Returns per image the
         sampled boxes, their labels (``num_classes`` = background), regression targets and the
-        index of the matched ground truth (-1 for background)."""
+        index of the matched ground truth (-1 for background). An image-labelled target keeps its
+        sampled positives only (module doc)."""
         boxes, labels, deltas, matched = [], [], [], []
         for props, target in zip(proposals, targets):
+            positive_only = is_image_labelled(target)
             gt_boxes, gt_classes = target["boxes"], target["classes"]
             props = torch.cat([props.detach(), gt_boxes])
             if gt_boxes.numel():
@@ -163,7 +184,7 @@ class OpenVocabROIHeads(nn.Module):
                                           device=props.device)
                 matched_boxes = props
             positive, negative = self.sampler([(image_labels < num_classes).long()])
-            keep = torch.where(positive[0] | negative[0])[0]
+            keep = torch.where(positive[0] if positive_only else positive[0] | negative[0])[0]
             boxes.append(props[keep])
             labels.append(image_labels[keep])
             deltas.append(self.box_coder.encode_single(matched_boxes[keep], props[keep]))
@@ -179,6 +200,8 @@ class OpenVocabROIHeads(nn.Module):
     def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor,
                     class_image_counts: torch.Tensor | None) -> torch.Tensor:
         num_classes = logits.shape[1] - 1
+        if not len(labels):  # only image-labelled images, none with a box left: nothing to learn
+            return logits.sum() * 0.0
         if self.loss_type == "softmax":
             return F.cross_entropy(logits, labels)
         # federated sigmoid: background is "no class is 1"; only the selected columns count
@@ -234,9 +257,14 @@ class OpenVocabROIHeads(nn.Module):
         return torch.sigmoid(logits[:, :-1] - logits[:, -1:])
 
     def _mask_loss(self, features, boxes, labels, matched, image_sizes, targets, num_classes):
+        """Mask loss on the positives of box-labelled images (image-labelled ones have no mask
+        target)."""
         positive_boxes, positive_matched = [], []
-        for image_boxes, image_labels, image_matched in zip(boxes, labels, matched):
+        for image_boxes, image_labels, image_matched, target in zip(boxes, labels, matched,
+                                                                    targets):
             keep = image_labels < num_classes
+            if is_image_labelled(target):
+                keep = torch.zeros_like(keep)
             positive_boxes.append(image_boxes[keep])
             positive_matched.append(image_matched[keep])
         if sum(len(b) for b in positive_boxes) == 0:
