@@ -3,6 +3,7 @@ model (``MODEL.PANOPTIC_ON``).
 
     predictor = OVPredictor(cfg, "output/demo/model_final.pth")
     predictor.set_vocabulary(["tomato", "egg", "ice cube"])
+    predictor.set_vocabulary(["tomato", "egg"], prompts="output/demo_prompts/prompts.pt")
     results = predictor(["a.png", array, tensor])   # one dict per image
     results = predictor("a.png")                      # one image: a list of one dict
     predictor.set_vocabulary(["tomato", "egg"], stuff=["table", "wall"])  # panoptic model
@@ -28,11 +29,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .clip.prompts import RegionPrompts
 from .config import CfgNode
 from .data.image_io import read_image
 from .data.mapper import DatasetMapper
 from .engine.checkpoint import DetectorCheckpointer
 from .modeling.registry import build_model
+from .modeling.vocabulary import check_class_names
 
 
 class OVPredictor:
@@ -69,12 +72,27 @@ class OVPredictor:
 
     def set_vocabulary(self, names: Sequence[str], templates: Sequence[str] | None = None,
                        embeddings: torch.Tensor | None = None,
-                       stuff: Sequence[str] | None = None) -> None:
-        """Detect ``names`` from now on: text embeddings from ``templates`` (cached on disk), or
-        given ``embeddings`` (C, D) whose shape is checked against the model. ``stuff``: the stuff
-        names of a panoptic model (None keeps the current ones, [] removes them; a name may not be
-        both a thing and stuff: ValueError)."""
-        if stuff is None:
+                       stuff: Sequence[str] | None = None,
+                       prompts: str | os.PathLike | RegionPrompts | None = None) -> None:
+        """Detect ``names`` from now on: text embeddings from ``templates`` (cached on disk), from
+        learned region ``prompts`` (a prompts file of :mod:`ovdet.clip.prompts`, learned for this
+        model's CLIP, or loaded prompts), or given ``embeddings`` (C, D) whose shape is checked
+        against the model; otherwise from the model's own embedding source. ``stuff``: the stuff
+        names of a panoptic model (None keeps the current ones, [] removes them; a name may not
+        be both a thing and stuff: ValueError); prompts embed them too."""
+        if prompts is not None:
+            if templates is not None or embeddings is not None:
+                raise ValueError("give one of templates, embeddings or prompts")
+            if not isinstance(prompts, RegionPrompts):
+                prompts = RegionPrompts.load(prompts, self.model.clip)
+            names = check_class_names(names)
+            with torch.no_grad():
+                embeddings = prompts(names)
+                stuff_embeddings = prompts(check_class_names(stuff, "stuff vocabulary")) \
+                    if stuff else None
+            self.model.set_vocabulary(names, embeddings=embeddings, stuff=stuff,
+                                      stuff_embeddings=stuff_embeddings)
+        elif stuff is None:
             self.model.set_vocabulary(names, templates, embeddings)
         else:
             self.model.set_vocabulary(names, templates, embeddings, stuff=stuff)

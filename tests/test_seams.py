@@ -43,7 +43,7 @@ print([r.names() for r in (m.META_ARCH_REGISTRY, m.BACKBONE_REGISTRY,
                                    check=True).stdout.split("\n")[:2]
     assert loaded == "[]"
     assert names == str([["OpenVocabRCNN"], ["CLIPViTSimpleFPN"], ["RPN"], ["OpenVocabROIHeads"],
-                         ["MaskRCNNConvUpsampleHead"], ["TemplateEmbeddings"],
+                         ["MaskRCNNConvUpsampleHead"], ["RegionPromptEmbeddings", "TemplateEmbeddings"],
                          ["CLIPEnsembleScorer", "MaskEnsembleScorer"],
                          ["MaskCLIPPanopticHead"]])
 

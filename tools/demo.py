@@ -10,7 +10,9 @@ For each input image: OUTPUT/<name>.png (boxes, masks and labels drawn) and OUTP
 ("x__a", "y__a"), and a name that is still taken gets a numeric suffix, so no result overwrites
 another. Directories are expanded to their image files. ``--vocabulary`` takes comma-separated
 names or the vocabulary files of ``tools/generate_pseudo_boxes.py`` (a COCO / LVIS json's
-categories, or a text file with one name per line).
+categories, or a text file with one name per line). ``--prompts FILE`` embeds the vocabulary
+with learned region prompts (``tools/learn_region_prompts.py``; learned for the detector's CLIP)
+instead of the detector's own embedding source.
 
 A missing input or a file that cannot be read is named in one ``skipped:`` line and the others go
 on; so is an image whose output would overwrite an input (an output folder that is an input
@@ -46,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated class names, or a vocabulary file (.json with "
                              "categories, or .txt with one name per line)")
     parser.add_argument("--output", required=True, help="output directory")
+    parser.add_argument("--prompts", default=None, metavar="FILE",
+                        help="learned region prompts file to embed the vocabulary with")
     parser.add_argument("--confidence", type=float, default=0.3, help="drawn/written score threshold")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. MODEL.WEIGHTS path")
@@ -66,7 +70,7 @@ def build_predictor(args: argparse.Namespace) -> OVPredictor:
         raise ConfigError("this model has no detector (MODEL.DETECTOR_ON False): for its panoptic "
                           "segmentation use tools/panoptic_infer.py")
     predictor = OVPredictor(cfg)
-    predictor.set_vocabulary(vocabulary)
+    predictor.set_vocabulary(vocabulary, prompts=args.prompts)
     return predictor
 
 

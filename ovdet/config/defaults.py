@@ -21,7 +21,7 @@ def _global_defaults() -> CfgNode:
 
 def get_cfg() -> CfgNode:
     """A fresh config with every default; YAML files and ``KEY VALUE`` lists merge into it."""
-    from ..clip.config import add_clip_config
+    from ..clip.config import add_clip_config, add_prompt_learning_config
     from ..data.config import add_data_config
     from ..engine.config import add_engine_config
     from ..modeling.backbone.config import add_backbone_config
@@ -33,6 +33,6 @@ def get_cfg() -> CfgNode:
     cfg = _global_defaults()
     for add in (add_clip_config, add_backbone_config, add_rpn_config, add_roi_heads_config,
                 add_open_vocab_config, add_loss_config, add_panoptic_config, add_data_config,
-                add_engine_config):
+                add_engine_config, add_prompt_learning_config):
         add(cfg)
     return cfg.clone()

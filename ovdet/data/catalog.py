@@ -19,7 +19,9 @@ PNG). Pixels whose id is not in ``segments_info`` are void for training.
 
 Metadata of a dataset: ``thing_classes`` (names, contiguous order), ``class_splits`` ("base" or
 "novel" per class), ``thing_dataset_id_to_contiguous_id``, ``json_file``, ``image_root``,
-``evaluator_type`` ("coco", "lvis" or "coco_panoptic"). Panoptic datasets also have
+``evaluator_type`` ("coco", "lvis" or "coco_panoptic"), ``class_descriptions`` ({name: the
+category's ``def`` text} for every category of the json that has one, novel ones included, as
+LVIS and the toy world write them; used by learned region prompts). Panoptic datasets also have
 ``stuff_classes`` and ``stuff_dataset_id_to_contiguous_id`` (index into ``stuff_classes``; stuff is
 never novel), ``panoptic_json``, ``panoptic_root`` (the folder of the PNGs) and
 ``panoptic_classes`` = ``thing_classes + stuff_classes``, the panoptic class index space (things
@@ -56,6 +58,7 @@ class Metadata:
     stuff_dataset_id_to_contiguous_id: dict[int, int] = field(default_factory=dict)
     panoptic_json: str = ""
     panoptic_root: str = ""
+    class_descriptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_classes(self) -> list[str]:

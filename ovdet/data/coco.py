@@ -60,7 +60,9 @@ def coco_metadata(name: str, json_file: str, image_root: str, novel: Sequence[st
                     class_splits=[s for _, s in kept],
                     thing_dataset_id_to_contiguous_id={c["id"]: k for k, (c, _) in enumerate(kept)},
                     json_file=str(json_file), image_root=str(image_root),
-                    evaluator_type=evaluator_type, keep=keep)
+                    evaluator_type=evaluator_type, keep=keep,
+                    class_descriptions={c["name"]: c["def"] for c in categories
+                                        if isinstance(c.get("def"), str) and c["def"].strip()})
 
 
 def load_coco_json(json_file: str, image_root: str, metadata: Metadata) -> list[dict]:

@@ -5,8 +5,10 @@
   class with one base/novel status. Two names with the same normal form are refused.
 * Embeddings come from an *embedding source*, itself a module (``EMBEDDING_SOURCE_REGISTRY``):
   :class:`TemplateEmbeddings` (frozen CLIP text tower, template ensemble, cached on disk) by
-  default; a source with trainable parameters (learned prompts) trains with the detector, is saved
-  in its checkpoint, and is re-run at every training step.
+  default, or :class:`RegionPromptEmbeddings` (learned region prompts from a file, frozen, saved
+  in the detector's checkpoint). A source with trainable parameters trains with the detector, is
+  saved in its checkpoint, and is re-run at every training step; one without is run once per
+  change of names or load of weights.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.load import CLIPBundle
+from ..clip.prompts import RegionPrompts
 from ..clip.text import DEFAULT_TEMPLATES, class_embeddings
-from ..config import CfgNode, configurable
+from ..config import CfgNode, ConfigError, configurable
 from .registry import EMBEDDING_SOURCE_REGISTRY
 
 
@@ -90,10 +93,47 @@ class TemplateEmbeddings(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode, clip: CLIPBundle) -> dict:
+        if cfg.MODEL.OPEN_VOCAB.PROMPTS:
+            raise ConfigError(f"MODEL.OPEN_VOCAB.PROMPTS is set ({cfg.MODEL.OPEN_VOCAB.PROMPTS}) "
+                              "but the embedding source is TemplateEmbeddings, which ignores it: "
+                              "set MODEL.OPEN_VOCAB.EMBEDDING_SOURCE RegionPromptEmbeddings, or "
+                              "clear PROMPTS")
         return {"clip": clip, "templates": tuple(cfg.MODEL.OPEN_VOCAB.TEMPLATES) or DEFAULT_TEMPLATES}
 
     def forward(self, names: list[str]) -> torch.Tensor:
         return class_embeddings(self.clip, [prompt_name(n) for n in names], self.templates)
+
+
+@EMBEDDING_SOURCE_REGISTRY.register()
+class RegionPromptEmbeddings(nn.Module):
+    """CLIP text embeddings of learned region prompts (:mod:`ovdet.clip.prompts`), frozen:
+    ``(names) -> (C, D)`` unit norm. The context vectors are read from a prompts file
+    (``MODEL.OPEN_VOCAB.PROMPTS``) learned for this CLIP, and saved (as frozen parameters) in the
+    detector's checkpoint, which then needs the file no more."""
+
+    cacheable = False  # no disk cache: computed once per vocabulary (no trainable parameters)
+
+    @configurable
+    def __init__(self, *, clip: CLIPBundle, prompts: RegionPrompts | str) -> None:
+        super().__init__()
+        if not isinstance(prompts, RegionPrompts):
+            prompts = RegionPrompts.load(prompts, clip)
+        self.prompts = prompts.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, clip: CLIPBundle) -> dict:
+        path = cfg.MODEL.OPEN_VOCAB.PROMPTS
+        if not path:
+            raise ConfigError("MODEL.OPEN_VOCAB.EMBEDDING_SOURCE RegionPromptEmbeddings needs a "
+                              "prompts file: set MODEL.OPEN_VOCAB.PROMPTS (made by "
+                              "tools/learn_region_prompts.py)")
+        try:
+            return {"clip": clip, "prompts": RegionPrompts.load(path, clip)}
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"MODEL.OPEN_VOCAB.PROMPTS: {error}") from None
+
+    def forward(self, names: list[str]) -> torch.Tensor:
+        return self.prompts(names)
 
 
 class Vocabulary(nn.Module):
@@ -101,8 +141,8 @@ class Vocabulary(nn.Module):
 
     Reads like the list of names (``len``, iteration, indexing). ``vocabulary()`` returns the
     embeddings: kept until the names change for a cacheable source or given embeddings; for a
-    source with trainable parameters, re-computed (with gradients) at every training call and once
-    after each switch of mode or load of weights otherwise.
+    source with trainable parameters, re-computed (with gradients) at every training call; for
+    any other source, re-computed once after each switch of mode or load of weights.
 
     Args:
         source: the embedding source (``EMBEDDING_SOURCE_REGISTRY``).
@@ -199,7 +239,8 @@ class Vocabulary(nn.Module):
                                "set_training_vocabulary) first")
         if self._given or getattr(self.source, "cacheable", False):
             return self.embeddings
-        if self.training and torch.is_grad_enabled():
+        trainable = any(p.requires_grad for p in self.source.parameters())
+        if trainable and self.training and torch.is_grad_enabled():
             embeddings = F.normalize(self.source(self.names).float(), dim=-1)
             self.embeddings = embeddings.detach()
             self._stale = True

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class ThingCategory:
     """A thing category: COCO ``id``, ``name``, ``plural``, extra ``synonyms``, RGB ``color``,
-    ``shape`` (a key of :data:`ovdet.data.toyworld.shapes.SHAPES`) and ``split`` ("base"/"novel")."""
+    ``shape`` (a key of :data:`ovdet.data.toyworld.shapes.SHAPES`), ``split`` ("base"/"novel")
+    and a short ``description`` (written as the json's ``def``, as LVIS does)."""
 
     id: int
     name: str
@@ -24,6 +25,7 @@ class ThingCategory:
     shape: str
     split: str
     synonyms: tuple[str, ...] = field(default_factory=tuple)
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,18 +39,30 @@ class StuffCategory:
 
 
 THING_CATEGORIES: tuple[ThingCategory, ...] = (
-    ThingCategory(1, "tomato", "tomatoes", (215, 35, 35), "disc", "base"),
-    ThingCategory(2, "orange", "oranges", (250, 135, 20), "hexagon", "base"),
-    ThingCategory(3, "banana", "bananas", (245, 220, 40), "crescent", "novel", ("plantain",)),
-    ThingCategory(4, "lime", "limes", (140, 215, 40), "triangle", "base"),
-    ThingCategory(5, "cucumber", "cucumbers", (30, 110, 45), "capsule", "base"),
-    ThingCategory(6, "ice cube", "ice cubes", (70, 215, 230), "square", "novel"),
-    ThingCategory(7, "blueberry", "blueberries", (40, 70, 210), "disc", "base"),
-    ThingCategory(8, "grape", "grapes", (125, 45, 165), "cluster", "novel"),
-    ThingCategory(9, "dragon fruit", "dragon fruits", (235, 55, 160), "star", "base", ("pitaya",)),
-    ThingCategory(10, "coconut", "coconuts", (115, 70, 35), "octagon", "base"),
-    ThingCategory(11, "egg", "eggs", (240, 238, 225), "oval", "novel"),
-    ThingCategory(12, "olive", "olives", (35, 35, 30), "ellipse", "base"),
+    ThingCategory(1, "tomato", "tomatoes", (215, 35, 35), "disc", "base", (),
+                  description="a red round fruit"),
+    ThingCategory(2, "orange", "oranges", (250, 135, 20), "hexagon", "base", (),
+                  description="an orange six-sided fruit"),
+    ThingCategory(3, "banana", "bananas", (245, 220, 40), "crescent", "novel", ("plantain",),
+                  description="a yellow curved fruit"),
+    ThingCategory(4, "lime", "limes", (140, 215, 40), "triangle", "base", (),
+                  description="a green triangular fruit"),
+    ThingCategory(5, "cucumber", "cucumbers", (30, 110, 45), "capsule", "base", (),
+                  description="a long dark green vegetable"),
+    ThingCategory(6, "ice cube", "ice cubes", (70, 215, 230), "square", "novel", (),
+                  description="a cyan square block of ice"),
+    ThingCategory(7, "blueberry", "blueberries", (40, 70, 210), "disc", "base", (),
+                  description="a small round blue berry"),
+    ThingCategory(8, "grape", "grapes", (125, 45, 165), "cluster", "novel", (),
+                  description="a cluster of purple berries"),
+    ThingCategory(9, "dragon fruit", "dragon fruits", (235, 55, 160), "star", "base", ("pitaya",),
+                  description="a pink star-shaped fruit"),
+    ThingCategory(10, "coconut", "coconuts", (115, 70, 35), "octagon", "base", (),
+                  description="a brown eight-sided nut"),
+    ThingCategory(11, "egg", "eggs", (240, 238, 225), "oval", "novel", (),
+                  description="a white oval egg"),
+    ThingCategory(12, "olive", "olives", (35, 35, 30), "ellipse", "base", (),
+                  description="a small black oval fruit"),
 )
 
 STUFF_CATEGORIES: tuple[StuffCategory, ...] = (
@@ -69,7 +83,7 @@ def instances_categories() -> list[dict]:
     """Categories of the instances json (things only), COCO schema plus ``split`` and ``synonyms``."""
     return [
         {"id": c.id, "name": c.name, "supercategory": "food", "split": c.split,
-         "synonyms": [c.name, c.plural, *c.synonyms]}
+         "synonyms": [c.name, c.plural, *c.synonyms], "def": c.description}
         for c in THING_CATEGORIES
     ]
 

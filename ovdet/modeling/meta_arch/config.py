@@ -14,6 +14,9 @@ def add_open_vocab_config(cfg: CfgNode) -> None:
     ov = cfg.MODEL.OPEN_VOCAB = CfgNode()
     ov.EMBEDDING_SOURCE = "TemplateEmbeddings"  # EMBEDDING_SOURCE_REGISTRY: class embeddings
     ov.TEMPLATES = ()  # () = ovdet.clip.text.DEFAULT_TEMPLATES
+    # learned region prompts (tools/learn_region_prompts.py) for EMBEDDING_SOURCE
+    # RegionPromptEmbeddings: their file, which must have been learned for MODEL.CLIP
+    ov.PROMPTS = ""
     ov.SCORER = "CLIPEnsembleScorer"  # SCORER_REGISTRY: how detections are scored
     ov.USE_CLIP_ENSEMBLE = True
     ov.ALPHA_BASE = 0.35  # CLIP's weight in the geometric mean, base classes

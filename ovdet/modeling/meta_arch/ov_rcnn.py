@@ -167,13 +167,15 @@ class OpenVocabRCNN(nn.Module):
 
     def set_vocabulary(self, names: Sequence[str], templates: Sequence[str] | None = None,
                        embeddings: torch.Tensor | None = None,
-                       stuff: Sequence[str] | None = None) -> None:
+                       stuff: Sequence[str] | None = None,
+                       stuff_embeddings: torch.Tensor | None = None) -> None:
         """Classify among ``names`` (a list; compared ignoring case, spaces and underscores) from
         now on. Embeddings come from the vocabulary's source, or from CLIP's text encoder with
         ``templates``, or are given as ``embeddings`` (C, D), shape checked. Names the detector
         was trained on count as base. ``stuff``: the amorphous classes of panoptic segmentation
         (None keeps the current ones, except those now named as things; [] removes them); a name
-        given in both lists is refused; stuff needs a panoptic head."""
+        given in both lists is refused; stuff needs a panoptic head; ``stuff_embeddings`` (S, D)
+        go with ``stuff`` as ``embeddings`` go with ``names``."""
         names = check_class_names(names)
         things = {normalize_class_name(n) for n in names}
         if stuff is not None:
@@ -188,9 +190,12 @@ class OpenVocabRCNN(nn.Module):
         if embeddings is None and templates is not None:
             embeddings = class_embeddings(self.clip, [prompt_name(n) for n in names], templates)
         self.vocabulary.set(names, embeddings)
+        if stuff_embeddings is not None and not stuff:
+            raise ValueError("stuff_embeddings need their stuff names (stuff=[...])")
         if stuff:
-            stuff_embeddings = None if templates is None else class_embeddings(
-                self.clip, [prompt_name(n) for n in stuff], templates)
+            if stuff_embeddings is None and templates is not None:
+                stuff_embeddings = class_embeddings(self.clip, [prompt_name(n) for n in stuff],
+                                                    templates)
             self.stuff_vocabulary.set(stuff, stuff_embeddings)
         elif stuff is not None:
             self.stuff_vocabulary.clear()

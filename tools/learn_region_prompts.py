@@ -1,0 +1,269 @@
+#!/usr/bin/env python
+"""Learn region prompts (PromptDet) for a detector config's CLIP, and measure them.
+
+    python tools/learn_region_prompts.py --config-file configs/toyworld/promptdet_prompts.yaml \\
+        --out output/demo_prompts/prompts.pt [--resume] [KEY VALUE ...]
+
+Reads ``MODEL.CLIP`` (the CLIP), ``INPUT`` (image size), ``DATASETS.TRAIN`` (base boxes of its
+box-labelled datasets, not those of ``DATASETS.IMAGE_LABELLED``: the positives, and random
+background boxes), ``DATASETS.TEST[0]`` (validation boxes of base and novel
+classes) and ``PROMPT_LEARNING`` (``ovdet/clip/config.py``). Steps (``ovdet.clip.prompt_learning``):
+
+1. embed the training boxes and background boxes with RMA region tokens (one trunk pass per
+   image), and the validation boxes; kept in ``OUT.parts/`` and reused by any later run whose
+   CLIP, input size, datasets and region settings are the same (other prompt settings included);
+2. train the context vectors (and a background embedding) with the text encoder frozen,
+   checkpointing to ``OUT.parts/state.pt`` (kept, so a finished run resumes to itself);
+3. write the prompts file ``OUT`` (``ovdet.clip.prompts`` documents it) and the report
+   ``OUT``'s ``.report.json``: region classification accuracy of the validation boxes (base,
+   novel, all; among all validation classes, the generalized setting) with the template ensemble,
+   with the prompts before training, and after. The report is printed as JSON too.
+
+An existing ``OUT`` or training state is never overwritten: ``--resume`` continues the run (same
+settings; another run's state is refused), ``--overwrite`` starts training again.
+Exit status 2 with one ``error:`` line on bad arguments, configs or inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+import ovdet.data  # noqa: F401  (registers the built-in datasets)
+from ovdet.clip.load import WeightsNotFoundError, load_clip
+from ovdet.clip.prompt_learning import (PromptTrainer, PromptTrainingOptions, RegionSet,
+                                        clip_logit_scale, extract_regions, region_accuracy)
+from ovdet.clip.prompts import RegionPrompts
+from ovdet.clip.text import DEFAULT_TEMPLATES, class_embeddings
+from ovdet.clip.vit import CLIPViTTrunk
+from ovdet.config import CfgNode, ConfigError, get_cfg
+from ovdet.data.catalog import DatasetCatalog, DatasetError, UnknownDatasetError
+from ovdet.data.loader import iterate_test_records
+from ovdet.data.mapper import DatasetMapper
+from ovdet.engine.trainer import training_vocabulary
+from ovdet.modeling.vocabulary import prompt_name
+from ovdet.utils.io import atomic_torch_save, atomic_write_json
+
+logger = logging.getLogger("ovdet.learn_region_prompts")
+STATE_VERSION = 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="YAML config")
+    parser.add_argument("--out", required=True, help="the prompts file to write (.pt)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    group.add_argument("--overwrite", action="store_true",
+                       help="discard an earlier run's prompts file and state")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per trunk pass")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="config overrides, e.g. PROMPT_LEARNING.MAX_ITER 200")
+    return parser.parse_args(argv)
+
+
+def report_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".report.json")
+
+
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def load_config(args: argparse.Namespace) -> CfgNode:
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if not cfg.DATASETS.TEST:
+        raise ConfigError("DATASETS.TEST is empty: name a validation dataset (its base and novel "
+                          "boxes measure the prompts)")
+    DatasetCatalog.check(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    DatasetCatalog.check(cfg.DATASETS.TEST[:1], "DATASETS.TEST")
+    if cfg.PROMPT_LEARNING.BOX_SCALE < 1 or not 0 < cfg.PROMPT_LEARNING.BACKGROUND_MAX_OVERLAP <= 1:
+        raise ConfigError("PROMPT_LEARNING.BOX_SCALE must be >= 1 and BACKGROUND_MAX_OVERLAP in (0, 1]")
+    cfg.freeze()
+    return cfg
+
+
+def check_paths(args: argparse.Namespace, out: Path) -> None:
+    """Refuse outputs that would overwrite inputs or another run's results."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file path such as {out}/prompts.pt")
+    if out.resolve() == Path(args.config_file).resolve():
+        raise ValueError("--out is the config file; give another path")
+    if out.exists() and not (args.overwrite or args.resume):
+        raise ValueError(f"{out} exists: --overwrite replaces it, --resume finishes its run")
+    state = parts_dir(out) / "state.pt"
+    if state.exists() and not (args.overwrite or args.resume):
+        raise ValueError(f"{state} holds the state of an earlier run: --resume continues it, "
+                         "--overwrite starts again")
+    if args.overwrite:
+        state.unlink(missing_ok=True)  # the region caches are keyed by their settings: kept
+
+
+def box_labelled_datasets(cfg: CfgNode) -> list[str]:
+    """The datasets of DATASETS.TRAIN with human boxes (not in DATASETS.IMAGE_LABELLED)."""
+    names = [n for n in cfg.DATASETS.TRAIN if n not in set(cfg.DATASETS.IMAGE_LABELLED)]
+    if not names:
+        raise ConfigError("DATASETS.TRAIN names no box-labelled dataset (every one is in "
+                          "DATASETS.IMAGE_LABELLED): region prompts learn from base boxes")
+    return names
+
+
+def settings_key(cfg: CfgNode, clip_fingerprint: str, train_names: list[str],
+                 val_names: list[str]) -> str:
+    """What the region embeddings depend on."""
+    payload = {"clip": [cfg.MODEL.CLIP.NAME, cfg.MODEL.CLIP.PRETRAINED, clip_fingerprint,
+                        cfg.MODEL.CLIP.KEEP_LAST_BLOCKS],
+               "input": [cfg.INPUT.MIN_SIZE, cfg.INPUT.MAX_SIZE],
+               "train": box_labelled_datasets(cfg), "val": cfg.DATASETS.TEST[0],
+               "train_names": train_names, "val_names": val_names,
+               "regions": [cfg.PROMPT_LEARNING.BOX_SCALE, cfg.PROMPT_LEARNING.BACKGROUND_PER_IMAGE,
+                           cfg.PROMPT_LEARNING.BACKGROUND_MAX_OVERLAP, cfg.PROMPT_LEARNING.MAX_IMAGES,
+                           cfg.SEED]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def embed_dataset(cfg: CfgNode, names: list[str], trunk: CLIPViTTrunk, normalize, device: str,
+                  batch_size: int, background: bool, what: str) -> RegionSet:
+    records = [r for name in names for r in DatasetCatalog.get(name)]
+    if cfg.PROMPT_LEARNING.MAX_IMAGES > 0:
+        records = records[:cfg.PROMPT_LEARNING.MAX_IMAGES]
+    mapper = DatasetMapper(is_train=True, min_size=cfg.INPUT.MIN_SIZE, max_size=cfg.INPUT.MAX_SIZE,
+                           flip=0.0, with_masks=False)
+    options = cfg.PROMPT_LEARNING
+    return extract_regions(
+        trunk, normalize, iterate_test_records(records, mapper, batch_size),
+        box_scale=options.BOX_SCALE if background else 1.0,
+        background_per_image=options.BACKGROUND_PER_IMAGE if background else 0,
+        background_max_overlap=options.BACKGROUND_MAX_OVERLAP, seed=max(cfg.SEED, 0),
+        total=len(records), desc=what, device=device)
+
+
+def cached_regions(path: Path, key: str, make) -> RegionSet:
+    """The region set stored at ``path`` for ``key``, or made and stored now."""
+    if path.is_file():
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            if data.get("key") == key:
+                return RegionSet(data["embeddings"], data["labels"], data["image_index"])
+        except (RuntimeError, EOFError, OSError, KeyError, AttributeError):
+            pass  # damaged or another run's: made again
+    regions = make()
+    atomic_torch_save(path, {"key": key, **regions.to_dict()})
+    return regions
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    out = Path(args.out)
+    try:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        cfg = load_config(args)
+        check_paths(args, out)
+        report = learn(cfg, out, args)
+    except (ConfigError, ValueError, OSError, WeightsNotFoundError, UnknownDatasetError,
+            DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(report, indent=1))
+    return report
+
+
+def learn(cfg: CfgNode, out: Path, args: argparse.Namespace) -> dict:
+    device = args.device
+    clip = load_clip(cfg.MODEL.CLIP.NAME, cfg.MODEL.CLIP.PRETRAINED or None, device=device)
+    trunk = CLIPViTTrunk(clip.model.visual, cfg.MODEL.CLIP.KEEP_LAST_BLOCKS).eval()
+    mean, std = clip.image_normalization()
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
+    normalize = lambda images: (images - mean_t) / std_t  # noqa: E731
+
+    box_datasets = box_labelled_datasets(cfg)
+    base_names = training_vocabulary(box_datasets)
+    val_metadata = DatasetCatalog.metadata(cfg.DATASETS.TEST[0])
+    val_names = list(val_metadata.thing_classes)
+    novel = torch.tensor([s == "novel" for s in val_metadata.class_splits])
+    descriptions: dict[str, str] = {}
+    if cfg.PROMPT_LEARNING.USE_DESCRIPTIONS:
+        for name in [*box_datasets, cfg.DATASETS.TEST[0]]:
+            descriptions.update(DatasetCatalog.metadata(name).class_descriptions)
+        if not descriptions:
+            logger.info("the datasets' categories have no 'def' texts: prompts without "
+                        "descriptions")
+    options = PromptTrainingOptions(
+        max_iter=cfg.PROMPT_LEARNING.MAX_ITER, batch_size=cfg.PROMPT_LEARNING.BATCH_SIZE,
+        base_lr=cfg.PROMPT_LEARNING.BASE_LR, weight_decay=cfg.PROMPT_LEARNING.WEIGHT_DECAY,
+        checkpoint_period=cfg.PROMPT_LEARNING.CHECKPOINT_PERIOD, seed=max(cfg.SEED, 0))
+    torch.manual_seed(options.seed)
+    prompts = RegionPrompts(clip, cfg.PROMPT_LEARNING.NUM_BEFORE, cfg.PROMPT_LEARNING.NUM_AFTER,
+                            init=cfg.PROMPT_LEARNING.INIT, descriptions=descriptions).to(device)
+
+    parts = parts_dir(out)
+    parts.mkdir(parents=True, exist_ok=True)
+    key = settings_key(cfg, clip.weights_fingerprint(), base_names, val_names)
+    train = cached_regions(parts / "train_regions.pt", key, lambda: embed_dataset(
+        cfg, box_datasets, trunk, normalize, device, args.batch_size, True,
+        "embedding training boxes"))
+    val = cached_regions(parts / "val_regions.pt", key, lambda: embed_dataset(
+        cfg, [cfg.DATASETS.TEST[0]], trunk, normalize, device, args.batch_size, False,
+        "embedding validation boxes"))
+    logit_scale = clip_logit_scale(clip)
+    templates = tuple(cfg.MODEL.OPEN_VOCAB.TEMPLATES) or DEFAULT_TEMPLATES
+
+    def accuracy(embeddings: torch.Tensor) -> dict:
+        return region_accuracy(val, embeddings.cpu(), logit_scale, novel)
+
+    with torch.no_grad():
+        template_accuracy = accuracy(class_embeddings(clip, [prompt_name(n) for n in val_names],
+                                                      templates))
+        initial_accuracy = accuracy(prompts(val_names))
+    trainer = PromptTrainer(prompts, base_names, train, options, logit_scale)
+    state_path = parts / "state.pt"
+    run_key = {"regions": key, "options": options.__dict__, "init": cfg.PROMPT_LEARNING.INIT,
+               "m": prompts.num_before, "n": prompts.num_after,
+               "descriptions": sorted(descriptions.items()), "version": STATE_VERSION}
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state.get("run") != json.loads(json.dumps(run_key)):
+            raise ValueError(f"{state_path} is the state of a run with other settings; "
+                             "--overwrite starts again")
+        if args.resume:
+            trainer.load_state(state)
+            logger.info("resuming at step %d of %d", trainer.step, options.max_iter)
+
+    def save_state(t: PromptTrainer) -> None:
+        atomic_torch_save(state_path, {"run": run_key, **t.state()})
+
+    trainer.train(save_state)
+    with torch.no_grad():
+        learned_accuracy = accuracy(prompts(val_names))
+    report = {"clip": f"{cfg.MODEL.CLIP.NAME} {cfg.MODEL.CLIP.PRETRAINED}".strip(),
+              "train_datasets": box_datasets, "val_dataset": cfg.DATASETS.TEST[0],
+              "train_boxes": int((train.labels >= 0).sum()),
+              "background_boxes": int((train.labels < 0).sum()),
+              "base_classes": base_names,
+              "novel_classes": [n for n, s in zip(val_names, novel.tolist()) if s],
+              "context": [prompts.num_before, prompts.num_after],
+              "descriptions": bool(descriptions), "steps": options.max_iter,
+              "region_accuracy": {"templates": template_accuracy,
+                                  "prompts_before": initial_accuracy,
+                                  "prompts_after": learned_accuracy}}
+    prompts.extra = {"background": trainer.background.detach().cpu().clone(),
+                     "report": json.dumps(report)}
+    prompts.save(out)
+    atomic_write_json(report_path(out), report)
+    logger.info("wrote %s and %s", out, report_path(out))
+    return report
+
+
+if __name__ == "__main__":
+    main()
