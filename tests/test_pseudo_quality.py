@@ -37,3 +37,28 @@ def test_quality_restricted_to_images():
     assert quality["all"]["precision"] == 50.0 and quality["all"]["gt_boxes"] == 1
     assert quality["novel"]["recall"] == 100.0
     assert quality["base"]["recall"] is None  # no ground-truth "a" in image 2
+
+
+def test_command_line_evaluates_the_pseudo_file_images(tmp_path, capsys):
+    """``python -m ovdet.evaluation.pseudo_boxes``: only images the pseudo file lists (and the
+    ground truth has) are evaluated; unreadable input is one error line, exit status 2."""
+    import json
+
+    import pytest
+
+    from ovdet.evaluation.pseudo_boxes import main
+
+    pseudo = {**PSEUDO, "images": [{"id": 2}, {"id": 99}]}
+    (tmp_path / "pseudo.json").write_text(json.dumps(pseudo))
+    (tmp_path / "gt.json").write_text(json.dumps(GROUND_TRUTH))
+    quality = main([str(tmp_path / "pseudo.json"), str(tmp_path / "gt.json")])
+    assert quality == pseudo_box_quality(PSEUDO, GROUND_TRUTH, image_ids=[2])
+    assert json.loads(capsys.readouterr().out)["images"] == 1
+    (tmp_path / "bad.json").write_text(json.dumps({"images": []}))
+    for argv in ([str(tmp_path / "missing.json"), str(tmp_path / "gt.json")],
+                 [str(tmp_path / "bad.json"), str(tmp_path / "gt.json")],
+                 [str(tmp_path / "pseudo.json"), str(tmp_path / "gt.json"), "--iou", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.startswith("error: ")

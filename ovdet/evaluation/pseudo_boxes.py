@@ -9,13 +9,24 @@ image is >= ``iou_threshold``. Each ground-truth box counts for at most one pseu
   (one pseudo box per pair is what captions can give, so this is the recall they can reach).
 
 Numbers are in percent, overall and per split ("base"/"novel" from the categories' ``split``).
+
+Command line (prints the JSON; exit status 2 with an ``error:`` line on unreadable inputs)::
+
+    python -m ovdet.evaluation.pseudo_boxes PSEUDO.json GROUND_TRUTH.json [--iou 0.5]
+
+evaluates the images of the pseudo-box file that the ground truth has.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from collections import defaultdict
 
 import torch
 from torchvision.ops import box_iou
+
+from ..utils.io import read_json_dataset
 
 
 def _xyxy(bbox: list[float]) -> list[float]:
@@ -68,3 +79,31 @@ def pseudo_box_quality(pseudo: dict, ground_truth: dict, image_ids: list[int] | 
                     "pair_recall": _percent(c["pairs_found"], c["gt_pairs"]),
                     "pseudo_boxes": c["pseudo_boxes"], "gt_boxes": c["gt_boxes"]}
             for group, c in sorted(counts.items())}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="Pseudo-box precision and recall against "
+                                                 "ground truth (COCO instances jsons).")
+    parser.add_argument("pseudo", help="pseudo-box json (annotations with pseudo_score)")
+    parser.add_argument("ground_truth", help="ground-truth COCO instances json")
+    parser.add_argument("--iou", type=float, default=0.5, help="IoU for a correct box")
+    args = parser.parse_args(argv)
+    try:
+        if not 0 < args.iou <= 1:
+            raise ValueError(f"--iou must be in (0, 1], got {args.iou}")
+        fields = {"images": ("id",), "annotations": ("image_id", "category_id", "bbox"),
+                  "categories": ("id",)}
+        pseudo = read_json_dataset(args.pseudo, "a pseudo-box json", fields)
+        ground_truth = read_json_dataset(args.ground_truth, "a COCO instances json", fields)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    known = {image["id"] for image in ground_truth["images"]}
+    images = [image["id"] for image in pseudo["images"] if image["id"] in known]
+    quality = pseudo_box_quality(pseudo, ground_truth, images, args.iou)
+    print(json.dumps({"images": len(images), **quality}, indent=1))
+    return quality
+
+
+if __name__ == "__main__":
+    main()
