@@ -228,12 +228,14 @@ def learn(cfg: CfgNode, out: Path, args: argparse.Namespace) -> dict:
         initial_accuracy = accuracy(prompts(val_names))
     trainer = PromptTrainer(prompts, base_names, train, options, logit_scale)
     state_path = parts / "state.pt"
-    run_key = {"regions": key, "options": options.__dict__, "init": cfg.PROMPT_LEARNING.INIT,
-               "m": prompts.num_before, "n": prompts.num_after,
-               "descriptions": sorted(descriptions.items()), "version": STATE_VERSION}
+    # in its JSON form (lists, not tuples): as it is saved in, and read back from, the state
+    run_key = json.loads(json.dumps({
+        "regions": key, "options": options.__dict__, "init": cfg.PROMPT_LEARNING.INIT,
+        "m": prompts.num_before, "n": prompts.num_after,
+        "descriptions": sorted(descriptions.items()), "version": STATE_VERSION}))
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("run") != json.loads(json.dumps(run_key)):
+        if state.get("run") != run_key:
             raise ValueError(f"{state_path} is the state of a run with other settings; "
                              "--overwrite starts again")
         if args.resume:

@@ -112,10 +112,11 @@ def extract_regions(trunk: CLIPViTTrunk, normalize: Callable[[torch.Tensor], tor
     """RMA embeddings of the boxes of mapped training inputs (``ovdet.data.mapper`` training
     form: ``{"image": (3, H, W) uint8, "instances": {"boxes": (N, 4) xyxy, "classes": (N,)}}``).
 
-    ``inputs`` yields batches; ``normalize`` maps a batch of padded (B, 3, H, W) float images in
-    0-255 to the trunk's input. Boxes are enlarged by ``box_scale``; ``background_per_image``
-    random boxes per image overlapping no box by ``background_max_overlap``
-    (:func:`object_overlap`) are added with label -1 (drawn from a generator seeded by ``(seed, image number)``). ``image_index`` counts
+    ``inputs`` yields batches; ``normalize`` maps (1, 3, H, W) float images in 0-255 to the
+    trunk's input; a batch is padded with zeros after it, as the detector pads its inputs.
+    Boxes are enlarged by ``box_scale``; ``background_per_image`` random boxes per image
+    overlapping no box by ``background_max_overlap`` (:func:`object_overlap`) are added with
+    label -1 (drawn from a generator seeded by ``(seed, image number)``). ``image_index`` counts
     images in the order they come."""
     parts: list[RegionSet] = []
     index = 0
@@ -125,10 +126,11 @@ def extract_regions(trunk: CLIPViTTrunk, normalize: Callable[[torch.Tensor], tor
             sizes = [tuple(x["image"].shape[-2:]) for x in batch]
             height = -(-max(s[0] for s in sizes) // patch) * patch
             width = -(-max(s[1] for s in sizes) // patch) * patch
-            images = torch.zeros(len(batch), 3, height, width)
-            for b, x in enumerate(batch):
-                images[b, :, :sizes[b][0], :sizes[b][1]] = x["image"].float()
-            output = trunk(normalize(images.to(device)))
+            images = torch.zeros(len(batch), 3, height, width, device=device)
+            for b, x in enumerate(batch):  # normalised, then zero-padded: as the detector does
+                images[b, :, :sizes[b][0], :sizes[b][1]] = normalize(
+                    x["image"].float()[None].to(device))[0]
+            output = trunk(images)
             boxes, labels = [], []
             for b, x in enumerate(batch):
                 gt = x["instances"]["boxes"].float()

@@ -189,10 +189,12 @@ class RegionPrompts(nn.Module):
         cast_dtype = model.transformer.get_cast_dtype()
         x = model.token_embedding(ids).to(cast_dtype)
         rows = torch.arange(len(names), device=device)[:, None]
+        # computed on the text tower's device (a detector moved to a GPU leaves it where it
+        # was, but moves these parameters) and returned on the context's
         x = x.index_put((rows.expand_as(tokens.before), tokens.before.to(device)),
-                        self.context_before.to(cast_dtype).expand(len(names), -1, -1))
+                        self.context_before.to(device, cast_dtype).expand(len(names), -1, -1))
         x = x.index_put((rows.expand_as(tokens.after), tokens.after.to(device)),
-                        self.context_after.to(cast_dtype).expand(len(names), -1, -1))
+                        self.context_after.to(device, cast_dtype).expand(len(names), -1, -1))
         x = x + model.positional_embedding.to(cast_dtype)
         x = model.transformer(x, attn_mask=model.attn_mask)
         x = model.ln_final(x)
@@ -200,7 +202,7 @@ class RegionPrompts(nn.Module):
                              eos_token_id=getattr(model, "text_eos_id", None))
         projection = model.text_projection
         x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
-        return F.normalize(x.float(), dim=-1)
+        return F.normalize(x.float(), dim=-1).to(self.context_before.device)
 
     # ---- the file ----------------------------------------------------------------------------
     def clip_identity(self) -> dict[str, Any]:
@@ -234,8 +236,15 @@ class RegionPrompts(nn.Module):
         if data.get("version") != PROMPTS_VERSION:
             raise ValueError(f"{source} is a version {data.get('version')} prompts file; this "
                              f"ovdet reads version {PROMPTS_VERSION}")
-        prompts = cls(clip, int(data["num_before"]), int(data["num_after"]),
-                      descriptions=data.get("descriptions", {}))
+        missing = [k for k in ("clip", "num_before", "num_after", "context_before",
+                               "context_after") if k not in data]
+        if missing or not isinstance(data["clip"], dict) or not {
+                "name", "width", "text_fingerprint"} <= data["clip"].keys():
+            raise ValueError(f"{source} is a damaged region prompts file (missing "
+                             f"{', '.join(missing) or 'its CLIP identity'})")
+        with torch.random.fork_rng(devices=[]):  # loading draws no numbers of the caller's
+            prompts = cls(clip, int(data["num_before"]), int(data["num_after"]),
+                          descriptions=data.get("descriptions", {}))
         made_for, here = data["clip"], prompts.clip_identity()
         if made_for["name"] != here["name"] or made_for["width"] != here["width"]:
             raise PromptsMismatchError(
