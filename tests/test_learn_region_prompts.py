@@ -48,18 +48,21 @@ def test_object_overlap_by_hand():
                                torch.tensor([1.0]))
     torch.testing.assert_close(object_overlap(torch.tensor([[12., 10., 22., 20.]]), gt[:1]),
                                torch.tensor([0.8]))  # IoU 80/120 = 0.667 < coverage 0.8
+    # a small box lying on a large object: IoU 4/100, covers 0.04, but it is all inside
+    torch.testing.assert_close(object_overlap(torch.tensor([[12., 12., 14., 14.]]), gt[:1]),
+                               torch.tensor([1.0]))
     assert object_overlap(boxes, torch.zeros(0, 4)).tolist() == [0.0] * 6
     assert object_overlap(torch.zeros(0, 4), gt).shape == (0,)
 
 
 def overlap_by_hand(box, gt):
-    """IoU and coverage of one box with one gt box, in plain floats."""
+    """IoU, coverage and inside fraction of one box with one gt box, in plain floats."""
     iw = max(0.0, min(box[2], gt[2]) - max(box[0], gt[0]))
     ih = max(0.0, min(box[3], gt[3]) - max(box[1], gt[1]))
     inter = iw * ih
     area = (box[2] - box[0]) * (box[3] - box[1])
     gt_area = (gt[2] - gt[0]) * (gt[3] - gt[1])
-    return max(inter / (area + gt_area - inter), inter / gt_area)
+    return max(inter / (area + gt_area - inter), inter / gt_area, inter / area)
 
 
 def test_background_boxes_avoid_objects():

@@ -133,7 +133,7 @@ def settings_key(cfg: CfgNode, clip_fingerprint: str, train_names: list[str],
 def embed_dataset(cfg: CfgNode, names: list[str], trunk: CLIPViTTrunk, normalize, device: str,
                   batch_size: int, background: bool, what: str) -> RegionSet:
     records = [r for name in names for r in DatasetCatalog.get(name)]
-    if cfg.PROMPT_LEARNING.MAX_IMAGES > 0:
+    if background and cfg.PROMPT_LEARNING.MAX_IMAGES > 0:  # training images only
         records = records[:cfg.PROMPT_LEARNING.MAX_IMAGES]
     mapper = DatasetMapper(is_train=True, min_size=cfg.INPUT.MIN_SIZE, max_size=cfg.INPUT.MAX_SIZE,
                            flip=0.0, with_masks=False)

@@ -9,7 +9,8 @@ context vectors (:func:`train_prompts`).
 * Positives: the base ground-truth boxes of the training set, optionally enlarged about their
   centre (``box_scale``, PromptDet's context); label = their class.
 * Background: random boxes of each training image that overlap no ground-truth box by
-  ``background_max_overlap`` or more (IoU, or the fraction of the object they cover); label = a
+  ``background_max_overlap`` or more (IoU, the fraction of the object they cover, or their
+  fraction inside it); label = a
   background class whose embedding (D,) is learned too.
 * Loss: cross-entropy over the base classes plus background of
   ``logit_scale * cos(region, class)``, CLIP's own temperature.
@@ -74,15 +75,19 @@ def scale_boxes(boxes: torch.Tensor, scale: float, size: tuple[int, int]) -> tor
 
 def object_overlap(boxes: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
     """(B, 4) and (N, 4) xyxy boxes -> (B,) the largest overlap of each box with any of
-    ``gt_boxes``: the larger of their IoU and the fraction of the ground-truth box it covers
-    (a large box around a small object has a small IoU but covers all of it); 0 when N = 0."""
+    ``gt_boxes``: the largest of their IoU, the fraction of the ground-truth box it covers (a
+    large box around a small object has a small IoU but holds all of it) and the fraction of
+    the box inside the ground-truth box (a small box on a large object); 0 when N = 0."""
     if not len(gt_boxes) or not len(boxes):
         return boxes.new_zeros(len(boxes))
     lt = torch.maximum(boxes[:, None, :2], gt_boxes[None, :, :2])
     rb = torch.minimum(boxes[:, None, 2:], gt_boxes[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(dim=2)
     gt_area = (gt_boxes[:, 2:] - gt_boxes[:, :2]).clamp(min=1e-6).prod(dim=1)
-    return torch.maximum(box_iou(boxes, gt_boxes), inter / gt_area[None]).max(dim=1).values
+    box_area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6).prod(dim=1)
+    overlaps = torch.stack([box_iou(boxes, gt_boxes), inter / gt_area[None],
+                            inter / box_area[:, None]])
+    return overlaps.amax(dim=(0, 2))
 
 
 def background_boxes(gt_boxes: torch.Tensor, size: tuple[int, int], count: int,
