@@ -322,15 +322,7 @@ class OpenVocabRCNN(nn.Module):
     def detect(self, images: ImageList, trunk_output: TrunkOutput,
                features: dict[str, torch.Tensor]) -> list[dict]:
         """Per image ``{"boxes", "scores", "classes"[, "masks"]}`` in the padded input's pixels."""
-        class_embeddings = self.vocabulary()
-        proposals, objectness = self.proposal_generator.propose_with_scores(images, features)
-        head_results, _ = self.roi_heads(features, proposals, images.image_sizes, class_embeddings)
-        boxes, scores = self.scorer(ScoringInputs(
-            trunk=self.trunk, trunk_output=trunk_output, proposals=proposals,
-            objectness=objectness, boxes=[r["boxes"] for r in head_results],
-            probabilities=[r["probabilities"] for r in head_results],
-            class_embeddings=class_embeddings, novel_mask=self.vocabulary.novel_mask,
-            logit_scale=self.clip_logit_scale))
+        boxes, scores = self.scored_candidates(images, trunk_output, features)
         detections = [self.select(b, p) for b, p in zip(boxes, scores)]
         if self.roi_heads.mask_on:
             masks = self.roi_heads.predict_masks(features, [d["boxes"] for d in detections],
@@ -338,6 +330,21 @@ class OpenVocabRCNN(nn.Module):
             for image_detections, image_masks in zip(detections, masks):
                 image_detections["masks"] = image_masks
         return detections
+
+    def scored_candidates(self, images: ImageList, trunk_output: TrunkOutput,
+                          features: dict[str, torch.Tensor]
+                          ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Proposals through the RoI heads and the scorer: per image the candidate boxes (P, 4)
+        in the padded input's pixels and their scores (P, C) for the current vocabulary."""
+        class_embeddings = self.vocabulary()
+        proposals, objectness = self.proposal_generator.propose_with_scores(images, features)
+        head_results, _ = self.roi_heads(features, proposals, images.image_sizes, class_embeddings)
+        return self.scorer(ScoringInputs(
+            trunk=self.trunk, trunk_output=trunk_output, proposals=proposals,
+            objectness=objectness, boxes=[r["boxes"] for r in head_results],
+            probabilities=[r["probabilities"] for r in head_results],
+            class_embeddings=class_embeddings, novel_mask=self.vocabulary.novel_mask,
+            logit_scale=self.clip_logit_scale))
 
     def select(self, boxes: torch.Tensor, probabilities: torch.Tensor) -> dict[str, torch.Tensor]:
         """(P, 4) class-agnostic boxes and (P, C) scores -> thresholded, the best
@@ -413,15 +420,7 @@ class OpenVocabRCNN(nn.Module):
             raise RuntimeError("score_proposals is inference: call model.eval() first")
         images = self.preprocess(batched_inputs)
         trunk_output, features = self.backbone(images.tensors)
-        class_embeddings = self.vocabulary()
-        proposals, objectness = self.proposal_generator.propose_with_scores(images, features)
-        head_results, _ = self.roi_heads(features, proposals, images.image_sizes, class_embeddings)
-        boxes, scores = self.scorer(ScoringInputs(
-            trunk=self.trunk, trunk_output=trunk_output, proposals=proposals,
-            objectness=objectness, boxes=[r["boxes"] for r in head_results],
-            probabilities=[r["probabilities"] for r in head_results],
-            class_embeddings=class_embeddings, novel_mask=self.vocabulary.novel_mask,
-            logit_scale=self.clip_logit_scale))
+        boxes, scores = self.scored_candidates(images, trunk_output, features)
         return [{"boxes": to_original(b.reshape(-1, 4), size, (x["height"], x["width"]))
                  .reshape(b.shape), "scores": s}
                 for b, s, size, x in zip(boxes, scores, images.image_sizes, batched_inputs)]
