@@ -30,7 +30,7 @@ from ovdet.clip.load import WeightsNotFoundError, load_clip
 from ovdet.pseudo.captions import load_vocabulary, read_caption_records
 from ovdet.pseudo.generator import PseudoBoxGenerator, PseudoBoxOptions, default_background
 from ovdet.pseudo.maps import DENSE_SOURCES, METHODS
-from ovdet.pseudo.runner import generate_pseudo_boxes, report_path
+from ovdet.pseudo.runner import file_signature, generate_pseudo_boxes, report_path
 from ovdet.pseudo.scoring import SCORERS
 from ovdet.pseudo.vocabulary import NounVocabulary
 
@@ -42,12 +42,6 @@ def thresholds(text: str) -> tuple[float, ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--thresholds takes comma-separated numbers, e.g. 0.4,0.7; got {text!r}") from None
-
-
-def file_signature(path: str) -> list:
-    """What identifies a weights file's contents cheaply: resolved path, size, mtime."""
-    stat = Path(path).stat()
-    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
