@@ -64,8 +64,8 @@ def test_demo_reads_the_pseudo_box_vocabulary_files(trained, tiny_world, tmp_pat
 
     seen = []
     real = OVPredictor.set_vocabulary
-    monkeypatch.setattr(OVPredictor, "set_vocabulary",
-                        lambda self, names, *a: seen.append(list(names)) or real(self, names, *a))
+    monkeypatch.setattr(OVPredictor, "set_vocabulary", lambda self, names, *a, **k:
+                        seen.append(list(names)) or real(self, names, *a, **k))
     toy_image(tmp_path / "in" / "a.png")
     instances = tiny_world / "annotations/instances_val.json"
     demo(trained, "--input", str(tmp_path / "in"), "--vocabulary", str(instances),
