@@ -24,7 +24,8 @@ def add_prompt_learning_config(cfg: CfgNode) -> None:
     p.USE_DESCRIPTIONS = True  # the datasets' category "def" texts, where they have them
     p.BOX_SCALE = 1.0  # ground-truth boxes enlarged this much about their centre (context)
     p.BACKGROUND_PER_IMAGE = 4  # random boxes per training image, labelled background
-    p.BACKGROUND_MAX_OVERLAP = 0.3  # ...that overlap no ground-truth box this much (IoU or coverage either way)
+    # ...that overlap no ground-truth box this much (IoU, or coverage of either by the other)
+    p.BACKGROUND_MAX_OVERLAP = 0.3
     p.MAX_ITER = 1000
     p.BATCH_SIZE = 256  # regions per step
     p.BASE_LR = 2e-3  # AdamW, cosine schedule
