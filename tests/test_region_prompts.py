@@ -199,7 +199,7 @@ def test_save_load_round_trip(toy, tmp_path, monkeypatch):
     data["extra"] = {"payload": Payload()}
     torch.save(data, tmp_path / "payload.pt")
     monkeypatch.undo()
-    with pytest.raises(ValueError, match="cannot be read as a region prompts file"):
+    with pytest.raises(ValueError, match="is not a region prompts file: torch.load cannot read it"):
         RegionPrompts.load(tmp_path / "payload.pt", toy)
     assert _unpickled == []
     torch.load(tmp_path / "payload.pt", weights_only=False)
@@ -250,7 +250,7 @@ def test_files_that_are_not_prompts(toy, tmp_path):
         RegionPrompts.load(tmp_path / "missing.pt", toy)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00 not a torch file at all" * 10)
-    with pytest.raises(ValueError, match="cannot be read as a region prompts file"):
+    with pytest.raises(ValueError, match="is not a region prompts file: torch.load cannot read it"):
         RegionPrompts.load(garbage, toy)
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="cannot be read"):

@@ -85,8 +85,17 @@ def load_config(args: argparse.Namespace) -> CfgNode:
                           "boxes measure the prompts)")
     DatasetCatalog.check(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
     DatasetCatalog.check(cfg.DATASETS.TEST[:1], "DATASETS.TEST")
-    if cfg.PROMPT_LEARNING.BOX_SCALE < 1 or not 0 < cfg.PROMPT_LEARNING.BACKGROUND_MAX_OVERLAP <= 1:
-        raise ConfigError("PROMPT_LEARNING.BOX_SCALE must be >= 1 and BACKGROUND_MAX_OVERLAP in (0, 1]")
+    options = cfg.PROMPT_LEARNING
+    if options.BOX_SCALE < 1 or not 0 < options.BACKGROUND_MAX_OVERLAP <= 1:
+        raise ConfigError("PROMPT_LEARNING.BOX_SCALE must be >= 1 and BACKGROUND_MAX_OVERLAP "
+                          "in (0, 1]")
+    for key in ("MAX_ITER", "BATCH_SIZE", "CHECKPOINT_PERIOD", "NUM_BEFORE", "NUM_AFTER",
+                "BACKGROUND_PER_IMAGE", "MAX_IMAGES"):
+        least = 1 if key in ("MAX_ITER", "BATCH_SIZE", "CHECKPOINT_PERIOD") else 0
+        if options[key] < least:
+            raise ConfigError(f"PROMPT_LEARNING.{key} must be at least {least}, got {options[key]}")
+    if not options.BASE_LR > 0 or options.WEIGHT_DECAY < 0:
+        raise ConfigError("PROMPT_LEARNING.BASE_LR must be positive and WEIGHT_DECAY non-negative")
     cfg.freeze()
     return cfg
 
@@ -119,14 +128,14 @@ def box_labelled_datasets(cfg: CfgNode) -> list[str]:
 def settings_key(cfg: CfgNode, clip_fingerprint: str, train_names: list[str],
                  val_names: list[str]) -> str:
     """What the region embeddings depend on."""
+    options = cfg.PROMPT_LEARNING
     payload = {"clip": [cfg.MODEL.CLIP.NAME, cfg.MODEL.CLIP.PRETRAINED, clip_fingerprint,
                         cfg.MODEL.CLIP.KEEP_LAST_BLOCKS],
                "input": [cfg.INPUT.MIN_SIZE, cfg.INPUT.MAX_SIZE],
                "train": box_labelled_datasets(cfg), "val": cfg.DATASETS.TEST[0],
                "train_names": train_names, "val_names": val_names,
-               "regions": [cfg.PROMPT_LEARNING.BOX_SCALE, cfg.PROMPT_LEARNING.BACKGROUND_PER_IMAGE,
-                           cfg.PROMPT_LEARNING.BACKGROUND_MAX_OVERLAP, cfg.PROMPT_LEARNING.MAX_IMAGES,
-                           cfg.SEED]}
+               "regions": [options.BOX_SCALE, options.BACKGROUND_PER_IMAGE,
+                           options.BACKGROUND_MAX_OVERLAP, options.MAX_IMAGES, cfg.SEED]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

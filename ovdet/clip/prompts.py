@@ -282,6 +282,7 @@ class RegionPrompts(nn.Module):
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
-            raise ValueError(f"{path} cannot be read as a region prompts file "
-                             f"({type(error).__name__}: {str(error)[:200]})") from None
+            raise ValueError(f"{path} is not a region prompts file: torch.load cannot read it "
+                             f"({type(error).__name__}; make one with "
+                             "tools/learn_region_prompts.py)") from None
         return cls.from_file_dict(data, clip, str(path))
