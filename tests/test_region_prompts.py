@@ -253,7 +253,7 @@ def test_files_that_are_not_prompts(toy, tmp_path):
     with pytest.raises(ValueError, match="is not a region prompts file: torch.load cannot read it"):
         RegionPrompts.load(garbage, toy)
     (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(ValueError, match="cannot be read"):
+    with pytest.raises(ValueError, match="torch.load cannot read it"):
         RegionPrompts.load(tmp_path / "empty.pt", toy)
     for name, content in (("tensor", torch.zeros(3)), ("checkpoint", {"model": {}}),
                           ("other", {"format": "something-else"})):
