@@ -86,7 +86,8 @@ IMAGE_LABELS := $(TOYWORLD)/annotations/image_labels_train.json
 # precision against the toy ground truth printed), then self-training from its iteration-750
 # checkpoint on half base boxes, half caption-labelled images (750 more). About 18 minutes.
 demo-prompts: $(STAMP) toyworld
-	$(PY) tools/learn_region_prompts.py --config-file configs/toyworld/promptdet_prompts.yaml \
+	OVDET_DATASETS=$(DATASETS) $(PY) tools/learn_region_prompts.py \
+		--config-file configs/toyworld/promptdet_prompts.yaml \
 		--out $(PROMPTS_DIR)/prompts.pt --overwrite
 	OVDET_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file configs/toyworld/promptdet_base.yaml \
 		MODEL.OPEN_VOCAB.PROMPTS $(PROMPTS_DIR)/prompts.pt OUTPUT_DIR $(PROMPTS_DIR)/base

@@ -381,3 +381,29 @@ def test_command_line_bad_arguments(tool, prompts_config, tmp_path, capsys):
     assert "DATASETS.TEST is empty" in exits(tool, capsys, prompts_config, tmp_path / "p.pt",
                                              settings=SETTINGS + ["DATASETS.TEST", "()"])
     assert not (tmp_path / "p.pt").exists() and not (tmp_path / "p.pt.parts").exists()
+
+
+def test_without_background_regions_the_softmax_has_no_background_column(toy):
+    regions = synthetic_regions(toy, background=0)
+    trainer = trainer_for(toy, regions, 1)
+    assert not trainer.with_background
+    rng = np.random.default_rng([0, 0])
+    pick = torch.from_numpy(rng.integers(0, len(regions.labels), 8))
+    with torch.no_grad():
+        classes = trainer.prompts(NAMES)  # C columns only
+        logits = clip_logit_scale(toy) * F.normalize(regions.embeddings[pick], dim=-1) @ classes.T
+        torch.testing.assert_close(trainer.loss(0), F.cross_entropy(logits, regions.labels[pick]))
+    assert trainer_for(toy, synthetic_regions(toy), 1).with_background
+
+
+def test_resume_without_state_or_with_a_damaged_one_is_refused(tool, prompts_config, first_run,
+                                                               tmp_path, capsys):
+    out, _ = first_run
+    copy = tmp_path / "prompts.pt"
+    copy.write_bytes(out.read_bytes())  # a finished output whose run state is gone
+    assert "state" in exits(tool, capsys, prompts_config, copy, "--resume")
+    state = tmp_path / "prompts.pt.parts" / "state.pt"
+    state.parent.mkdir(exist_ok=True)
+    state.write_bytes(b"not a torch file")
+    assert "damaged" in exits(tool, capsys, prompts_config, copy, "--resume")
+    assert copy.read_bytes() == out.read_bytes()  # never overwritten

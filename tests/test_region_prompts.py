@@ -450,3 +450,18 @@ def test_demo_prompts(tiny_files, weights, tmp_path, capsys):
                "MODEL.WEIGHTS", str(weights / "model_final.pth")])
     assert (tmp_path / "out" / "a.json").is_file() and (tmp_path / "out" / "a.png").is_file()
     assert "wrote 1 of 1 images" in capsys.readouterr().out
+
+
+def test_checkpoint_prompts_that_differ_from_the_file_are_used_with_a_warning(toy, caplog):
+    from ovdet.modeling.vocabulary import RegionPromptEmbeddings
+
+    source = RegionPromptEmbeddings(clip=toy, prompts=RegionPrompts(toy, 1, 1))
+    same = {k: v.clone() for k, v in source.state_dict().items()}
+    with caplog.at_level("WARNING", logger="ovdet.modeling.vocabulary"):
+        source.load_state_dict(same)
+    assert not caplog.records
+    other = {k: v + 1 for k, v in same.items()}
+    with caplog.at_level("WARNING", logger="ovdet.modeling.vocabulary"):
+        source.load_state_dict(other)
+    assert "differ from those of the prompts file" in caplog.text
+    assert torch.equal(source.prompts.context_before, other["prompts.context_before"])

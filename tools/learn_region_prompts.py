@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import logging
+import pickle
 import sys
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from ovdet.data.loader import iterate_test_records
 from ovdet.data.mapper import DatasetMapper
 from ovdet.engine.trainer import training_vocabulary
 from ovdet.modeling.vocabulary import prompt_name
+from ovdet.pseudo.runner import parts_dir, report_path
 from ovdet.utils.io import atomic_torch_save, atomic_write_json
 
 logger = logging.getLogger("ovdet.learn_region_prompts")
@@ -66,14 +68,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. PROMPT_LEARNING.MAX_ITER 200")
     return parser.parse_args(argv)
-
-
-def report_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".report.json")
-
-
-def parts_dir(out: Path) -> Path:
-    return out.with_name(out.name + ".parts")
 
 
 def load_config(args: argparse.Namespace) -> CfgNode:
@@ -114,6 +108,22 @@ def check_paths(args: argparse.Namespace, out: Path) -> None:
                          "--overwrite starts again")
     if args.overwrite:
         state.unlink(missing_ok=True)  # the region caches are keyed by their settings: kept
+    elif args.resume and out.exists() and not state.exists():
+        raise ValueError(f"--resume: {out} exists but its run's state {state} is gone; "
+                         "--overwrite learns it again")
+    elif args.resume and state.exists():
+        read_state(state)  # a damaged state is refused before any work
+
+
+def read_state(path: Path) -> dict:
+    """A training state written by this tool, or a ValueError when it is damaged."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError):
+        state = None
+    if not isinstance(state, dict) or "run" not in state:
+        raise ValueError(f"{path} is damaged; --overwrite starts again")
+    return state
 
 
 def box_labelled_datasets(cfg: CfgNode) -> list[str]:
@@ -126,12 +136,13 @@ def box_labelled_datasets(cfg: CfgNode) -> list[str]:
 
 
 def settings_key(cfg: CfgNode, clip_fingerprint: str, train_names: list[str],
-                 val_names: list[str]) -> str:
-    """What the region embeddings depend on."""
+                 val_names: list[str], batch_size: int) -> str:
+    """What the region embeddings depend on (the batch size too: images of a batch are padded to
+    the largest, and the trunk attends over the padding)."""
     options = cfg.PROMPT_LEARNING
     payload = {"clip": [cfg.MODEL.CLIP.NAME, cfg.MODEL.CLIP.PRETRAINED, clip_fingerprint,
                         cfg.MODEL.CLIP.KEEP_LAST_BLOCKS],
-               "input": [cfg.INPUT.MIN_SIZE, cfg.INPUT.MAX_SIZE],
+               "input": [cfg.INPUT.MIN_SIZE, cfg.INPUT.MAX_SIZE, batch_size],
                "train": box_labelled_datasets(cfg), "val": cfg.DATASETS.TEST[0],
                "train_names": train_names, "val_names": val_names,
                "regions": [options.BOX_SCALE, options.BACKGROUND_PER_IMAGE,
@@ -180,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
         check_paths(args, out)
         report = learn(cfg, out, args)
     except (ConfigError, ValueError, OSError, WeightsNotFoundError, UnknownDatasetError,
-            DatasetError) as error:
+            DatasetError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     print(json.dumps(report, indent=1))
@@ -218,7 +229,7 @@ def learn(cfg: CfgNode, out: Path, args: argparse.Namespace) -> dict:
 
     parts = parts_dir(out)
     parts.mkdir(parents=True, exist_ok=True)
-    key = settings_key(cfg, clip.weights_fingerprint(), base_names, val_names)
+    key = settings_key(cfg, clip.weights_fingerprint(), base_names, val_names, args.batch_size)
     train = cached_regions(parts / "train_regions.pt", key, lambda: embed_dataset(
         cfg, box_datasets, trunk, normalize, device, args.batch_size, True,
         "embedding training boxes"))
@@ -243,12 +254,16 @@ def learn(cfg: CfgNode, out: Path, args: argparse.Namespace) -> dict:
         "m": prompts.num_before, "n": prompts.num_after,
         "descriptions": sorted(descriptions.items()), "version": STATE_VERSION}))
     if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("run") != run_key:
+        state = read_state(state_path)
+        if state["run"] != run_key:
             raise ValueError(f"{state_path} is the state of a run with other settings; "
                              "--overwrite starts again")
         if args.resume:
-            trainer.load_state(state)
+            try:
+                trainer.load_state(state)
+            except (KeyError, RuntimeError, ValueError) as error:
+                raise ValueError(f"{state_path} cannot be resumed ({error}); --overwrite starts "
+                                 "again") from None
             logger.info("resuming at step %d of %d", trainer.step, options.max_iter)
 
     def save_state(t: PromptTrainer) -> None:
@@ -268,8 +283,9 @@ def learn(cfg: CfgNode, out: Path, args: argparse.Namespace) -> dict:
               "region_accuracy": {"templates": template_accuracy,
                                   "prompts_before": initial_accuracy,
                                   "prompts_after": learned_accuracy}}
-    prompts.extra = {"background": trainer.background.detach().cpu().clone(),
-                     "report": json.dumps(report)}
+    prompts.extra = {"report": json.dumps(report)}
+    if trainer.with_background:
+        prompts.extra["background"] = trainer.background.detach().cpu().clone()
     prompts.save(out)
     atomic_write_json(report_path(out), report)
     logger.info("wrote %s and %s", out, report_path(out))

@@ -34,7 +34,7 @@ one ``error:`` line on bad arguments or inputs.
 Why offline, in rounds, rather than inside training: the meta-architecture's ``forward`` stays
 as it is (self-training is a new dataset of pseudo boxes, not an edit of the detector); the
 pseudo boxes can be inspected and scored (pseudo-box precision against ground truth, e.g.
-``tools/benchmark.py``'s measure) before a round of training trusts them; a long pass over a big
+``python -m ovdet.evaluation.pseudo_boxes``) before a round of training trusts them; a long pass over a big
 image-labelled set is resumable; and it is what PromptDet does: one pass of the current detector
 over the image-labelled set, the top-1 box per labelled category, then training on them together
 with the box-labelled data.

@@ -20,7 +20,9 @@ def add_prompt_learning_config(cfg: CfgNode) -> None:
     p = cfg.PROMPT_LEARNING = CfgNode()
     p.NUM_BEFORE = 1  # m: context vectors before the class name
     p.NUM_AFTER = 1  # n: context vectors after it (then the description, if any)
-    p.INIT = ""  # "" draws N(0, 0.02); or a template like "a {} ." (m words before {}, n after)
+    # "" draws N(0, 0.02); or a template like "a {} object" (m words before {}, n after; the
+    # prompt's own "." follows)
+    p.INIT = ""
     p.USE_DESCRIPTIONS = True  # the datasets' category "def" texts, where they have them
     p.BOX_SCALE = 1.0  # ground-truth boxes enlarged this much about their centre (context)
     p.BACKGROUND_PER_IMAGE = 4  # random boxes per training image, labelled background

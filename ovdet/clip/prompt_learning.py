@@ -12,8 +12,8 @@ context vectors (:func:`train_prompts`).
   ``background_max_overlap`` or more (IoU, the fraction of the object they cover, or their
   fraction inside it); label = a
   background class whose embedding (D,) is learned too.
-* Loss: cross-entropy over the base classes plus background of
-  ``logit_scale * cos(region, class)``, CLIP's own temperature.
+* Loss: cross-entropy over the base classes (plus background, when there are background boxes)
+  of ``logit_scale * cos(region, class)``, CLIP's own temperature.
 
 Accuracy (:func:`region_accuracy`) is measured on the ground-truth boxes of a validation set,
 classified among all its classes (base and novel together, the generalized setting) without
@@ -118,7 +118,8 @@ def extract_regions(trunk: CLIPViTTrunk, normalize: Callable[[torch.Tensor], tor
     form: ``{"image": (3, H, W) uint8, "instances": {"boxes": (N, 4) xyxy, "classes": (N,)}}``).
 
     ``inputs`` yields batches; ``normalize`` maps (1, 3, H, W) float images in 0-255 to the
-    trunk's input; a batch is padded with zeros after it, as the detector pads its inputs.
+    trunk's input; a batch is then zero-padded to a multiple of the patch size (the detector
+    pads to its backbone's size divisibility, which is the same for same-size images).
     Boxes are enlarged by ``box_scale``; ``background_per_image`` random boxes per image
     overlapping no box by ``background_max_overlap`` (:func:`object_overlap`) are added with
     label -1 (drawn from a generator seeded by ``(seed, image number)``). ``image_index`` counts
@@ -132,7 +133,7 @@ def extract_regions(trunk: CLIPViTTrunk, normalize: Callable[[torch.Tensor], tor
             height = -(-max(s[0] for s in sizes) // patch) * patch
             width = -(-max(s[1] for s in sizes) // patch) * patch
             images = torch.zeros(len(batch), 3, height, width, device=device)
-            for b, x in enumerate(batch):  # normalised, then zero-padded: as the detector does
+            for b, x in enumerate(batch):  # normalised, then zero-padded
                 images[b, :, :sizes[b][0], :sizes[b][1]] = normalize(
                     x["image"].float()[None].to(device))[0]
             output = trunk(images)
@@ -226,6 +227,8 @@ class PromptTrainer:
         self.regions = RegionSet(regions.embeddings.to(device), regions.labels.to(device),
                                  regions.image_index)
         self.logit_scale = logit_scale
+        # the background class joins the softmax only when there are background regions
+        self.with_background = bool((regions.labels < 0).any())
         dim = regions.embeddings.shape[1]
         generator = torch.Generator().manual_seed(options.seed)
         self.background = torch.nn.Parameter(
@@ -244,7 +247,9 @@ class PromptTrainer:
         regions = self.regions.embeddings[pick]
         labels = self.regions.labels[pick].clone()
         labels[labels < 0] = len(self.names)
-        classes = torch.cat([self.prompts(self.names), self.background[None]])
+        classes = self.prompts(self.names)
+        if self.with_background:
+            classes = torch.cat([classes, self.background[None]])
         return F.cross_entropy(region_logits(regions, classes, self.logit_scale), labels)
 
     def train(self, on_checkpoint: Callable[[PromptTrainer], None] | None = None) -> list[float]:

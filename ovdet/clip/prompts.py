@@ -80,7 +80,7 @@ class RegionPrompts(nn.Module):
             (``requires_grad`` False on every non-visual parameter): only the context learns.
         num_before, num_after: m and n, the context vectors before and after the name (>= 0,
             not both 0).
-        init: "" draws the vectors from N(0, 0.02); otherwise a template such as ``"a {} ."``
+        init: "" draws the vectors from N(0, 0.02); otherwise a template such as ``"a {} object"``
             whose m word tokens before ``{}`` and n after it give the initial vectors.
         descriptions: {class name: description}, used for names that have one.
     """
@@ -201,7 +201,10 @@ class RegionPrompts(nn.Module):
         x = text_global_pool(x, ids, model.text_pool_type,
                              eos_token_id=getattr(model, "text_eos_id", None))
         projection = model.text_projection
-        x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
+        if isinstance(projection, nn.Linear):
+            x = projection(x)
+        elif projection is not None:
+            x = x @ projection
         return F.normalize(x.float(), dim=-1).to(self.context_before.device)
 
     # ---- the file ----------------------------------------------------------------------------
@@ -211,9 +214,10 @@ class RegionPrompts(nn.Module):
         return {"name": self.clip.name, "pretrained": str(self.clip.pretrained or ""),
                 "text_fingerprint": self.clip.text_fingerprint(),
                 "width": int(model.token_embedding.weight.shape[1]),
-                "embed_dim": int(model.text_projection.shape[-1]
-                                 if not isinstance(model.text_projection, nn.Linear)
-                                 else model.text_projection.out_features)}
+                "embed_dim": int(self.context_before.shape[1] if model.text_projection is None
+                                 else model.text_projection.out_features
+                                 if isinstance(model.text_projection, nn.Linear)
+                                 else model.text_projection.shape[-1])}
 
     def to_file_dict(self) -> dict[str, Any]:
         return {"format": PROMPTS_FORMAT, "version": PROMPTS_VERSION,

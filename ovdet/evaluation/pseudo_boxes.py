@@ -14,7 +14,8 @@ Command line (prints the JSON; exit status 2 with an ``error:`` line on unreadab
 
     python -m ovdet.evaluation.pseudo_boxes PSEUDO.json GROUND_TRUTH.json [--iou 0.5]
 
-evaluates the images of the pseudo-box file that the ground truth has.
+evaluates the images of the pseudo-box file that the ground truth has. The pseudo-box tools list
+only images that got a box, so recall leaves out images that got none (their reports count them).
 """
 from __future__ import annotations
 

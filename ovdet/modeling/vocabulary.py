@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -24,6 +25,8 @@ from ..clip.text import DEFAULT_TEMPLATES, class_embeddings
 from ..config import CfgNode, ConfigError, configurable
 from .registry import EMBEDDING_SOURCE_REGISTRY
 
+
+logger = logging.getLogger(__name__)
 
 # suffixes of COCO panoptic's merged stuff names ("wall-other-merged" reads "wall")
 STUFF_NAME_SUFFIXES = ("-merged", "-other", "-stuff")
@@ -107,9 +110,11 @@ class TemplateEmbeddings(nn.Module):
 @EMBEDDING_SOURCE_REGISTRY.register()
 class RegionPromptEmbeddings(nn.Module):
     """CLIP text embeddings of learned region prompts (:mod:`ovdet.clip.prompts`), frozen:
-    ``(names) -> (C, D)`` unit norm. The context vectors are read from a prompts file
-    (``MODEL.OPEN_VOCAB.PROMPTS``) learned for this CLIP, and saved (as frozen parameters) in the
-    detector's checkpoint, which then needs the file no more."""
+    ``(names) -> (C, D)`` unit norm. The prompts file (``MODEL.OPEN_VOCAB.PROMPTS``, learned for
+    this CLIP) is read when the model is built (it gives m, n and the descriptions), and the
+    context vectors are saved in the detector's checkpoint as frozen parameters: loading a
+    checkpoint restores the vectors it was trained with, with a warning when they differ from the
+    file's."""
 
     cacheable = False  # no disk cache: computed once per vocabulary (no trainable parameters)
 
@@ -119,6 +124,17 @@ class RegionPromptEmbeddings(nn.Module):
         if not isinstance(prompts, RegionPrompts):
             prompts = RegionPrompts.load(prompts, clip)
         self.prompts = prompts.requires_grad_(False)
+        self._register_load_state_dict_pre_hook(self._warn_if_other_prompts)
+
+    def _warn_if_other_prompts(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        for name in ("context_before", "context_after"):
+            loaded = state_dict.get(f"{prefix}prompts.{name}")
+            current = getattr(self.prompts, name)
+            if loaded is not None and (loaded.shape != current.shape
+                                       or not torch.equal(loaded.cpu(), current.detach().cpu())):
+                logger.warning("the checkpoint's region prompts differ from those of the prompts "
+                               "file (MODEL.OPEN_VOCAB.PROMPTS); the checkpoint's are used")
+                return
 
     @classmethod
     def from_config(cls, cfg: CfgNode, clip: CLIPBundle) -> dict:
