@@ -84,7 +84,7 @@ IMAGE_LABELS := $(TOYWORLD)/annotations/image_labels_train.json
 # (accuracy report vs templates), the base-only detector with them (1,500 iterations, as `make
 # demo`), its top-scoring box for every caption noun of the train images (novel names included;
 # precision against the toy ground truth printed), then self-training from its iteration-750
-# checkpoint on half base boxes, half caption-labelled images (750 more). About 18 minutes.
+# checkpoint on half base boxes, half caption-labelled images (750 more). About 19 minutes.
 demo-prompts: $(STAMP) toyworld
 	OVDET_DATASETS=$(DATASETS) $(PY) tools/learn_region_prompts.py \
 		--config-file configs/toyworld/promptdet_prompts.yaml \
