@@ -103,16 +103,16 @@ def test_region_accuracy_of_a_hand_made_set():
                                [1., 0., 0.9, 0.],    # class 2, wrong (0)
                                [0., 0., 1., 0.]])    # background: not counted
     labels = torch.tensor([0, 0, 1, 2, 2, -1])
-    regions = RegionSet(embeddings, labels, torch.zeros(6, dtype=torch.int64))
+    regions = RegionSet(embeddings, labels)
     expected = {"all": 60.0, "all_boxes": 5, "base": 66.67, "base_boxes": 3, "novel": 50.0,
                 "novel_boxes": 2}
     assert region_accuracy(regions, classes, 100.0, novel) == expected
     assert region_accuracy(regions, classes, 100.0, novel, batch_size=2) == expected
-    base_only = RegionSet(embeddings[:3], labels[:3], torch.zeros(3, dtype=torch.int64))
+    base_only = RegionSet(embeddings[:3], labels[:3])
     assert region_accuracy(base_only, classes, 1.0, novel) == {
         "all": 66.67, "all_boxes": 3, "base": 66.67, "base_boxes": 3, "novel": None,
         "novel_boxes": 0}
-    background = RegionSet(embeddings[5:], labels[5:], torch.zeros(1, dtype=torch.int64))
+    background = RegionSet(embeddings[5:], labels[5:])
     assert region_accuracy(background, classes, 1.0, novel) == {
         "all": None, "all_boxes": 0, "base": None, "base_boxes": 0, "novel": None,
         "novel_boxes": 0}
@@ -141,7 +141,6 @@ def test_extract_regions_pads_as_the_detector_does(toy):
     with torch.no_grad():
         expected = box_embeddings(trunk, trunk(padded), scaled)
     assert regions.labels.tolist() == [0, 1, -1, -1, -1, 0, -1, -1, -1]
-    assert regions.image_index.tolist() == [0] * 5 + [1] * 4
     positives = regions.embeddings[regions.labels >= 0]
     torch.testing.assert_close(positives, torch.cat(expected), rtol=0, atol=1e-5)
 
@@ -157,7 +156,7 @@ def synthetic_regions(clip, per_class=10, background=10):
                   for c in range(len(NAMES))]
     embeddings.append(torch.randn(background, text.shape[1], generator=generator))
     labels = torch.tensor(sum(([c] * per_class for c in range(len(NAMES))), []) + [-1] * background)
-    return RegionSet(torch.cat(embeddings), labels, torch.arange(len(labels)))
+    return RegionSet(torch.cat(embeddings), labels)
 
 
 def trainer_for(clip, regions, max_iter, seed=0, **kwargs):
@@ -316,9 +315,9 @@ def test_command_line_outputs(tool, toy, first_run):
     assert json.loads(prompts.extra["report"]) == report
     assert prompts.descriptions["tomato"] == "a red round fruit"
     parts = out.parent / "prompts.pt.parts"
-    assert sorted(p.name for p in parts.iterdir()) == ["state.pt", "train_regions.pt",
-                                                       "val_regions.pt"]
-    regions = torch.load(parts / "val_regions.pt", weights_only=True)
+    assert sorted(p.name for p in parts.iterdir()) == ["state.pt", "train_00000.pt",
+                                                       "val_00000.pt"]
+    regions = torch.load(parts / "val_00000.pt", weights_only=True)
     assert sorted(regions["labels"].tolist()) == sorted(val_labels)
     with torch.no_grad():
         classes = prompts(metadata.thing_classes)
@@ -407,3 +406,32 @@ def test_resume_without_state_or_with_a_damaged_one_is_refused(tool, prompts_con
     state.write_bytes(b"not a torch file")
     assert "damaged" in exits(tool, capsys, prompts_config, copy, "--resume")
     assert copy.read_bytes() == out.read_bytes()  # never overwritten
+
+
+def test_regions_embedded_in_shards_equal_one_pass_and_a_killed_run_keeps_its_shards(
+        tool, prompts_config, first_run, tmp_path, monkeypatch):
+    """Shards of 4 images (background boxes seeded by image number across shards) give the
+    regions of one pass; a run killed during training keeps every finished shard, and its rerun
+    reads them instead of embedding again."""
+    out, report = first_run
+    whole = torch.load(out.parent / "prompts.pt.parts" / "train_00000.pt", weights_only=True)
+    monkeypatch.setattr(tool, "SHARD_IMAGES", 4)
+
+    def interrupt(self, on_checkpoint=None):
+        raise Interrupted
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tool.PromptTrainer, "train", interrupt)
+        with pytest.raises(Interrupted):
+            run(tool, prompts_config, tmp_path / "prompts.pt")
+    parts = tmp_path / "prompts.pt.parts"
+    shards = [torch.load(parts / f"train_{k:05d}.pt", weights_only=True) for k in (0, 1)]
+    assert torch.equal(torch.cat([s["labels"] for s in shards]), whole["labels"])
+    torch.testing.assert_close(torch.cat([s["embeddings"] for s in shards]),
+                               whole["embeddings"], rtol=0, atol=1e-5)
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("a finished shard was embedded again")
+
+    monkeypatch.setattr(tool, "extract_regions", no_embedding)
+    assert run(tool, prompts_config, tmp_path / "prompts.pt") == report

@@ -10,7 +10,8 @@ background boxes), ``DATASETS.TEST[0]`` (validation boxes of base and novel
 classes) and ``PROMPT_LEARNING`` (``ovdet/clip/config.py``). Steps (``ovdet.clip.prompt_learning``):
 
 1. embed the training boxes and background boxes with RMA region tokens (one trunk pass per
-   image), and the validation boxes; kept in ``OUT.parts/`` and reused by any later run whose
+   image), and the validation boxes; kept in ``OUT.parts/`` in shards of 1,024 images, each
+   written when done (a killed run loses at most one shard), and reused by any later run whose
    CLIP, input size, datasets and region settings are the same (other prompt settings included);
 2. train the context vectors (and a background embedding) with the text encoder frozen,
    checkpointing to ``OUT.parts/state.pt`` (kept, so a finished run resumes to itself);
@@ -32,8 +33,10 @@ import logging
 import pickle
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
+from tqdm import tqdm
 
 import ovdet.data  # noqa: F401  (registers the built-in datasets)
 from ovdet.clip.load import WeightsNotFoundError, load_clip
@@ -53,6 +56,7 @@ from ovdet.utils.io import atomic_torch_save, atomic_write_json
 
 logger = logging.getLogger("ovdet.learn_region_prompts")
 STATE_VERSION = 1
+SHARD_IMAGES = 1024  # images per stored shard of region embeddings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -150,34 +154,49 @@ def settings_key(cfg: CfgNode, clip_fingerprint: str, train_names: list[str],
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def embed_dataset(cfg: CfgNode, names: list[str], trunk: CLIPViTTrunk, normalize, device: str,
-                  batch_size: int, background: bool, what: str) -> RegionSet:
+def embed_dataset(cfg: CfgNode, names: list[str], trunk: CLIPViTTrunk,
+                  normalize: Callable[[torch.Tensor], torch.Tensor], device: str, batch_size: int,
+                  background: bool, parts: Path, key: str, what: str) -> RegionSet:
+    """The regions of the datasets ``names``, embedded in shards of :data:`SHARD_IMAGES` images,
+    each stored as ``parts/<what>_NNNNN.pt`` (with ``key``) when done and reused by a rerun: a
+    killed run loses at most the shard in progress."""
     records = [r for name in names for r in DatasetCatalog.get(name)]
     if background and cfg.PROMPT_LEARNING.MAX_IMAGES > 0:  # training images only
         records = records[:cfg.PROMPT_LEARNING.MAX_IMAGES]
     mapper = DatasetMapper(is_train=True, min_size=cfg.INPUT.MIN_SIZE, max_size=cfg.INPUT.MAX_SIZE,
                            flip=0.0, with_masks=False)
     options = cfg.PROMPT_LEARNING
-    return extract_regions(
-        trunk, normalize, iterate_test_records(records, mapper, batch_size),
-        box_scale=options.BOX_SCALE if background else 1.0,
-        background_per_image=options.BACKGROUND_PER_IMAGE if background else 0,
-        background_max_overlap=options.BACKGROUND_MAX_OVERLAP, seed=max(cfg.SEED, 0),
-        total=len(records), desc=what, device=device)
+    starts = range(0, len(records), SHARD_IMAGES)
+    paths = [parts / f"{what}_{start // SHARD_IMAGES:05d}.pt" for start in starts]
+    shards = [read_regions(path, key) for path in paths]
+    done = sum(len(records[start:start + SHARD_IMAGES])
+               for start, shard in zip(starts, shards) if shard is not None)
+    with tqdm(total=len(records), initial=done, desc=f"embedding {what} boxes", unit="img",
+              dynamic_ncols=True, disable=done == len(records)) as bar:
+        for k, (start, path) in enumerate(zip(starts, paths)):
+            if shards[k] is not None:
+                continue
+            shards[k] = extract_regions(
+                trunk, normalize,
+                iterate_test_records(records[start:start + SHARD_IMAGES], mapper, batch_size),
+                box_scale=options.BOX_SCALE if background else 1.0,
+                background_per_image=options.BACKGROUND_PER_IMAGE if background else 0,
+                background_max_overlap=options.BACKGROUND_MAX_OVERLAP, seed=max(cfg.SEED, 0),
+                first_index=start, progress=bar.update, device=device)
+            atomic_torch_save(path, {"key": key, **shards[k].to_dict()})
+    return RegionSet.concat(shards) if shards else RegionSet.empty(trunk.embed_dim)
 
 
-def cached_regions(path: Path, key: str, make) -> RegionSet:
-    """The region set stored at ``path`` for ``key``, or made and stored now."""
-    if path.is_file():
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            if data.get("key") == key:
-                return RegionSet(data["embeddings"], data["labels"], data["image_index"])
-        except (RuntimeError, EOFError, OSError, KeyError, AttributeError):
-            pass  # damaged or another run's: made again
-    regions = make()
-    atomic_torch_save(path, {"key": key, **regions.to_dict()})
-    return regions
+def read_regions(path: Path, key: str) -> RegionSet | None:
+    """The regions stored at ``path`` for ``key``; None when missing, damaged or another
+    run's (then they are made again)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if data.get("key") == key:
+            return RegionSet(data["embeddings"], data["labels"])
+    except (RuntimeError, EOFError, OSError, KeyError, AttributeError, pickle.UnpicklingError):
+        pass
+    return None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -230,12 +249,10 @@ def learn(cfg: CfgNode, out: Path, args: argparse.Namespace) -> dict:
     parts = parts_dir(out)
     parts.mkdir(parents=True, exist_ok=True)
     key = settings_key(cfg, clip.weights_fingerprint(), base_names, val_names, args.batch_size)
-    train = cached_regions(parts / "train_regions.pt", key, lambda: embed_dataset(
-        cfg, box_datasets, trunk, normalize, device, args.batch_size, True,
-        "embedding training boxes"))
-    val = cached_regions(parts / "val_regions.pt", key, lambda: embed_dataset(
-        cfg, [cfg.DATASETS.TEST[0]], trunk, normalize, device, args.batch_size, False,
-        "embedding validation boxes"))
+    train = embed_dataset(cfg, box_datasets, trunk, normalize, device, args.batch_size, True,
+                          parts, key, "train")
+    val = embed_dataset(cfg, [cfg.DATASETS.TEST[0]], trunk, normalize, device, args.batch_size,
+                        False, parts, key, "val")
     logit_scale = clip_logit_scale(clip)
     templates = tuple(cfg.MODEL.OPEN_VOCAB.TEMPLATES) or DEFAULT_TEMPLATES
 

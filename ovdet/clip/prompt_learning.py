@@ -41,26 +41,21 @@ from .vit import CLIPViTTrunk
 @dataclass
 class RegionSet:
     """Embedded regions: ``embeddings`` (N, D) float32 CLIP-space (unnormalised), ``labels``
-    (N,) int64 class index, -1 for background, ``image_index`` (N,) int64 the record each came
-    from."""
+    (N,) int64 class index, -1 for background."""
 
     embeddings: torch.Tensor
     labels: torch.Tensor
-    image_index: torch.Tensor
 
     @classmethod
     def empty(cls, dim: int) -> RegionSet:
-        return cls(torch.zeros(0, dim), torch.zeros(0, dtype=torch.int64),
-                   torch.zeros(0, dtype=torch.int64))
+        return cls(torch.zeros(0, dim), torch.zeros(0, dtype=torch.int64))
 
     @classmethod
     def concat(cls, parts: Sequence[RegionSet]) -> RegionSet:
-        return cls(torch.cat([p.embeddings for p in parts]), torch.cat([p.labels for p in parts]),
-                   torch.cat([p.image_index for p in parts]))
+        return cls(torch.cat([p.embeddings for p in parts]), torch.cat([p.labels for p in parts]))
 
     def to_dict(self) -> dict[str, torch.Tensor]:
-        return {"embeddings": self.embeddings, "labels": self.labels,
-                "image_index": self.image_index}
+        return {"embeddings": self.embeddings, "labels": self.labels}
 
 
 def scale_boxes(boxes: torch.Tensor, scale: float, size: tuple[int, int]) -> torch.Tensor:
@@ -112,7 +107,8 @@ def background_boxes(gt_boxes: torch.Tensor, size: tuple[int, int], count: int,
 def extract_regions(trunk: CLIPViTTrunk, normalize: Callable[[torch.Tensor], torch.Tensor],
                     inputs: Iterable[list[dict]], box_scale: float = 1.0,
                     background_per_image: int = 0, background_max_overlap: float = 0.3,
-                    seed: int = 0, total: int | None = None, desc: str = "regions",
+                    seed: int = 0, first_index: int = 0,
+                    progress: Callable[[int], None] | None = None,
                     device: torch.device | str = "cpu") -> RegionSet:
     """RMA embeddings of the boxes of mapped training inputs (``ovdet.data.mapper`` training
     form: ``{"image": (3, H, W) uint8, "instances": {"boxes": (N, 4) xyxy, "classes": (N,)}}``).
@@ -122,40 +118,39 @@ def extract_regions(trunk: CLIPViTTrunk, normalize: Callable[[torch.Tensor], tor
     pads to its backbone's size divisibility, which is the same for same-size images).
     Boxes are enlarged by ``box_scale``; ``background_per_image`` random boxes per image
     overlapping no box by ``background_max_overlap`` (:func:`object_overlap`) are added with
-    label -1 (drawn from a generator seeded by ``(seed, image number)``). ``image_index`` counts
-    images in the order they come."""
+    label -1 (drawn from a generator seeded by ``(seed, image number)``, images numbered from
+    ``first_index`` in the order they come, so that a dataset embedded in chunks draws what it
+    would in one go). ``progress(n)`` is told of every ``n`` images done."""
     parts: list[RegionSet] = []
-    index = 0
+    index = first_index
     patch = trunk.patch_size
-    with tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True) as progress:
-        for batch in inputs:
-            sizes = [tuple(x["image"].shape[-2:]) for x in batch]
-            height = -(-max(s[0] for s in sizes) // patch) * patch
-            width = -(-max(s[1] for s in sizes) // patch) * patch
-            images = torch.zeros(len(batch), 3, height, width, device=device)
-            for b, x in enumerate(batch):  # normalised, then zero-padded
-                images[b, :, :sizes[b][0], :sizes[b][1]] = normalize(
-                    x["image"].float()[None].to(device))[0]
-            output = trunk(images)
-            boxes, labels = [], []
-            for b, x in enumerate(batch):
-                gt = x["instances"]["boxes"].float()
-                image_boxes = [scale_boxes(gt, box_scale, sizes[b])]
-                image_labels = [x["instances"]["classes"]]
-                if background_per_image:
-                    rng = np.random.default_rng([seed, index + b])
-                    background = background_boxes(gt, sizes[b], background_per_image,
-                                                  background_max_overlap, rng)
-                    image_boxes.append(background)
-                    image_labels.append(torch.full((len(background),), -1, dtype=torch.int64))
-                boxes.append(torch.cat(image_boxes).to(device))
-                labels.append(torch.cat(image_labels))
-            embeddings = box_embeddings(trunk, output, boxes)
-            for b, (e, lab) in enumerate(zip(embeddings, labels)):
-                parts.append(RegionSet(e.float().cpu(), lab.cpu(),
-                                       torch.full((len(lab),), index + b, dtype=torch.int64)))
-            index += len(batch)
-            progress.update(len(batch))
+    for batch in inputs:
+        sizes = [tuple(x["image"].shape[-2:]) for x in batch]
+        height = -(-max(s[0] for s in sizes) // patch) * patch
+        width = -(-max(s[1] for s in sizes) // patch) * patch
+        images = torch.zeros(len(batch), 3, height, width, device=device)
+        for b, x in enumerate(batch):  # normalised, then zero-padded
+            images[b, :, :sizes[b][0], :sizes[b][1]] = normalize(
+                x["image"].float()[None].to(device))[0]
+        output = trunk(images)
+        boxes, labels = [], []
+        for b, x in enumerate(batch):
+            gt = x["instances"]["boxes"].float()
+            image_boxes = [scale_boxes(gt, box_scale, sizes[b])]
+            image_labels = [x["instances"]["classes"]]
+            if background_per_image:
+                rng = np.random.default_rng([seed, index + b])
+                background = background_boxes(gt, sizes[b], background_per_image,
+                                              background_max_overlap, rng)
+                image_boxes.append(background)
+                image_labels.append(torch.full((len(background),), -1, dtype=torch.int64))
+            boxes.append(torch.cat(image_boxes).to(device))
+            labels.append(torch.cat(image_labels))
+        embeddings = box_embeddings(trunk, output, boxes)
+        parts += [RegionSet(e.float().cpu(), lab.cpu()) for e, lab in zip(embeddings, labels)]
+        index += len(batch)
+        if progress is not None:
+            progress(len(batch))
     return RegionSet.concat(parts) if parts else RegionSet.empty(trunk.embed_dim)
 
 
@@ -224,8 +219,7 @@ class PromptTrainer:
                              f"{len(names)} class names")
         device = prompts.context_before.device
         self.prompts, self.names, self.options = prompts, list(names), options
-        self.regions = RegionSet(regions.embeddings.to(device), regions.labels.to(device),
-                                 regions.image_index)
+        self.regions = RegionSet(regions.embeddings.to(device), regions.labels.to(device))
         self.logit_scale = logit_scale
         # the background class joins the softmax only when there are background regions
         self.with_background = bool((regions.labels < 0).any())
