@@ -219,6 +219,7 @@ class PromptTrainer:
                              f"{len(names)} class names")
         device = prompts.context_before.device
         self.prompts, self.names, self.options = prompts, list(names), options
+        self.tokens = prompts.tokens(self.names)  # the same names at every step
         self.regions = RegionSet(regions.embeddings.to(device), regions.labels.to(device))
         self.logit_scale = logit_scale
         # the background class joins the softmax only when there are background regions
@@ -241,7 +242,7 @@ class PromptTrainer:
         regions = self.regions.embeddings[pick]
         labels = self.regions.labels[pick].clone()
         labels[labels < 0] = len(self.names)
-        classes = self.prompts(self.names)
+        classes = self.prompts(self.names, self.tokens)
         if self.with_background:
             classes = torch.cat([classes, self.background[None]])
         return F.cross_entropy(region_logits(regions, classes, self.logit_scale), labels)

@@ -178,13 +178,15 @@ class RegionPrompts(nn.Module):
                             eot=torch.tensor(eots, dtype=torch.long))
 
     # ---- embedding ---------------------------------------------------------------------------
-    def forward(self, names: Sequence[str]) -> torch.Tensor:
-        """``names`` -> (C, D) unit-norm class embeddings (differentiable in the context)."""
+    def forward(self, names: Sequence[str], tokens: PromptTokens | None = None) -> torch.Tensor:
+        """``names`` -> (C, D) unit-norm class embeddings (differentiable in the context).
+        ``tokens``: ``self.tokens(names)`` when already built (a training loop embeds the same
+        names at every step)."""
         if isinstance(names, str) or not len(names):
             raise ValueError("names must be a non-empty list of class names")
         model = self.clip.model
         device = model.token_embedding.weight.device
-        tokens = self.tokens(names)
+        tokens = self.tokens(names) if tokens is None else tokens
         ids = tokens.ids.to(device)
         cast_dtype = model.transformer.get_cast_dtype()
         x = model.token_embedding(ids).to(cast_dtype)
