@@ -30,7 +30,7 @@ from ovdet.clip.load import WeightsNotFoundError, load_clip
 from ovdet.pseudo.captions import load_vocabulary, read_caption_records
 from ovdet.pseudo.generator import PseudoBoxGenerator, PseudoBoxOptions, default_background
 from ovdet.pseudo.maps import DENSE_SOURCES, METHODS
-from ovdet.pseudo.runner import file_signature, generate_pseudo_boxes, report_path
+from ovdet.pseudo.runner import file_signature, generate_pseudo_boxes, summary
 from ovdet.pseudo.scoring import SCORERS
 from ovdet.pseudo.vocabulary import NounVocabulary
 
@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (ValueError, OSError, WeightsNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"pseudo boxes: {report['boxes']} boxes on {report['images_with_boxes']} of "
-          f"{report['images']} images -> {args.out}; {len(report['problems'])} problems "
-          f"listed in {report_path(args.out)}")
+    print(summary(report, args.out))
     return report
 
 

@@ -52,7 +52,8 @@ from ovdet.clip import WeightsNotFoundError
 from ovdet.config import CfgNode, get_cfg
 from ovdet.predictor import OVPredictor
 from ovdet.pseudo.captions import load_vocabulary, looks_like_path, read_caption_records
-from ovdet.pseudo.runner import file_signature, generate_pseudo_boxes, parts_dir, report_path
+from ovdet.pseudo.runner import (file_signature, generate_pseudo_boxes, parts_dir, report_path,
+                                 summary)
 from ovdet.pseudo.self_training import (TAGS, DetectorLabeller, check_tag_vocabulary,
                                         read_tag_records)
 from ovdet.pseudo.vocabulary import NounVocabulary
@@ -167,9 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (ValueError, OSError, WeightsNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"self-training boxes: {report['boxes']} boxes on {report['images_with_boxes']} of "
-          f"{report['images']} images -> {args.out}; {len(report['problems'])} problems "
-          f"listed in {report_path(args.out)}")
+    print(summary(report, args.out, "self-training boxes"))
     return report
 
 

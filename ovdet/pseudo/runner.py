@@ -120,6 +120,13 @@ def _process_shard(generator: Generator, records: Sequence[dict], image_root: Pa
     return shard
 
 
+def summary(report: dict, out: str | Path, what: str = "pseudo boxes") -> str:
+    """One line on a finished run: boxes, images, output and where its problems are listed."""
+    return (f"{what}: {report['boxes']} boxes on {report['images_with_boxes']} of "
+            f"{report['images']} images -> {out}; {len(report['problems'])} problems listed in "
+            f"{report_path(out)}")
+
+
 def generate_pseudo_boxes(generator: Generator, records: Sequence[dict],
                           image_root: str | Path, out: str | Path, settings: dict,
                           categories: list[dict], shard_size: int = 256, batch_size: int = 32,
