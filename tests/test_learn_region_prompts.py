@@ -435,3 +435,10 @@ def test_regions_embedded_in_shards_equal_one_pass_and_a_killed_run_keeps_its_sh
 
     monkeypatch.setattr(tool, "extract_regions", no_embedding)
     assert run(tool, prompts_config, tmp_path / "prompts.pt") == report
+
+
+def test_an_existing_report_file_is_never_overwritten(tool, prompts_config, tmp_path, capsys):
+    report = tmp_path / "p.report.json"
+    report.write_text("mine")
+    assert "p.report.json exists" in exits(tool, capsys, prompts_config, tmp_path / "p.pt")
+    assert report.read_text() == "mine" and not (tmp_path / "p.pt").exists()

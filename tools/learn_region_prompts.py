@@ -104,8 +104,12 @@ def check_paths(args: argparse.Namespace, out: Path) -> None:
         raise ValueError(f"--out {out} is a directory; give a file path such as {out}/prompts.pt")
     if out.resolve() == Path(args.config_file).resolve():
         raise ValueError("--out is the config file; give another path")
-    if out.exists() and not (args.overwrite or args.resume):
-        raise ValueError(f"{out} exists: --overwrite replaces it, --resume finishes its run")
+    for path in (out, report_path(out)):
+        if path.exists() and not (args.overwrite or args.resume):
+            raise ValueError(f"{path} exists: --overwrite replaces it, --resume finishes its run")
+    if report_path(out).resolve() == Path(args.config_file).resolve():
+        raise ValueError(f"--out {out} would write its report over the config file; give "
+                         "another path")
     state = parts_dir(out) / "state.pt"
     if state.exists() and not (args.overwrite or args.resume):
         raise ValueError(f"{state} holds the state of an earlier run: --resume continues it, "
