@@ -178,3 +178,11 @@ def test_rpn_proposals_serve_as_pseudo_box_candidates(trained, tiny_world, tmp_p
         x, y, w, h = annotation["bbox"]
         candidates = predictor.propose([str(files[annotation["image_id"]])])[0]["boxes"]
         assert np.abs(candidates - np.array([x, y, x + w, y + h], np.float32)).max(1).min() < 1e-3
+
+
+def test_a_config_the_model_refuses_never_replaces_a_runs_config(tiny_world, config_file, tmp_path):
+    (tmp_path / "config.yaml").write_text("an earlier run's config")
+    with pytest.raises(SystemExit, match="MODEL.OPEN_VOCAB.PROMPTS: region prompts file"):
+        train(config_file, tmp_path, "MODEL.OPEN_VOCAB.EMBEDDING_SOURCE", "RegionPromptEmbeddings",
+              "MODEL.OPEN_VOCAB.PROMPTS", str(tmp_path / "missing.pt"))
+    assert (tmp_path / "config.yaml").read_text() == "an earlier run's config"

@@ -126,11 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         cfg.MODEL.DEVICE = device
         cfg.freeze()
         seed_everything(cfg.SEED + get_rank())
+        logger.info("config:\n%s", cfg.dump())
+        model = build_model(cfg)  # first: a config the model refuses is never written
         if is_main_process():
             name = "config_eval.yaml" if args.eval_only else "config.yaml"
             write_config(cfg, os.path.join(cfg.OUTPUT_DIR, name))
-        logger.info("config:\n%s", cfg.dump())
-        model = build_model(cfg)
         if args.eval_only:
             DetectorCheckpointer(model, complete=True).load(cfg.MODEL.WEIGHTS)
             evaluate_datasets(cfg, model)
