@@ -47,7 +47,8 @@ def test_outputs_of_a_run(trained, capsys):
     assert len(checkpoint["base_names"]) == 8 and checkpoint["iteration"] == 3
 
 
-def test_killed_and_resumed_run_equals_whole_run(trained, config_file, tmp_path, monkeypatch):
+def train_killed_then_resumed(config_file, output_dir, monkeypatch, *overrides):
+    """A run killed in its third iteration (after the checkpoint of iteration 1), then resumed."""
     real_forward = OpenVocabRCNN.forward
     calls = []
 
@@ -60,10 +61,14 @@ def test_killed_and_resumed_run_equals_whole_run(trained, config_file, tmp_path,
 
     monkeypatch.setattr(OpenVocabRCNN, "forward", dies_in_iteration_two)
     with pytest.raises(KeyboardInterrupt):
-        train(config_file, tmp_path)
-    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000001.pth"
+        train(config_file, output_dir, *overrides)
+    assert (output_dir / "last_checkpoint").read_text().strip() == "model_0000001.pth"
     monkeypatch.setattr(OpenVocabRCNN, "forward", real_forward)
-    train(config_file, tmp_path, flags=["--resume"])
+    train(config_file, output_dir, *overrides, flags=["--resume"])
+
+
+def test_killed_and_resumed_run_equals_whole_run(trained, config_file, tmp_path, monkeypatch):
+    train_killed_then_resumed(config_file, tmp_path, monkeypatch)
     whole = torch.load(trained / "model_final.pth", weights_only=True)["model"]
     resumed = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
     assert whole.keys() == resumed.keys()

@@ -47,6 +47,20 @@ unless ``MODEL.WEIGHTS`` is given. Accuracy (``--dataset``, needs ``MODEL.WEIGHT
 (things, stuff, novel) on the dataset with every classifier on the same query-head proposals:
 ``rma`` (segments from the refined masks when there are RMA blocks), ``rma_head_masks`` (RMA
 scores, the query head's masks) and ``crop``, each with its seconds per image.
+
+    python tools/benchmark.py contrastive [--config-file configs/toyworld/contrastzsd.yaml]
+        [--output-dir output/bench_contrastive] [--rows plain,rccl,rrcl,both]
+        [--check-world DIR] [KEY VALUE ...]
+
+``contrastive``: the ContrastZSD ablation. Each row trains the config's detector on its own
+schedule with ``MODEL.CRITERIA`` set to: no criterion (``plain``), ``RegionCategoryContrast``
+(``rccl``), ``RegionRegionContrast`` (``rrcl``), or both (``both``), in ``OUTPUT_DIR/<row>``
+(a finished row's ``model_final.pth`` is reused, an interrupted one resumes), then evaluates it on
+``toyworld_val`` and, with ``--check-world DIR`` (a toy world root holding
+``annotations/instances_val.json`` and ``val/``, e.g. drawn with seed 3), on that world too, by
+both protocols (``TEST.PROTOCOL ovd`` and ``zsd``). Printed per row and world (percent): base and
+novel AP50 (generalized OVD), ZSD mAP50 and Recall@100 at IoU 0.4/0.5/0.6, GZSD seen/unseen/HM
+mAP50 and Recall@100; and the same as a text table on stderr.
 """
 from __future__ import annotations
 
@@ -55,6 +69,7 @@ import importlib.util
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -370,6 +385,87 @@ def panoptic(args: argparse.Namespace) -> dict:
     return result
 
 
+CONTRASTIVE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "toyworld" / "contrastzsd.yaml"
+TRAIN_NET = Path(__file__).resolve().parent / "train_net.py"
+ABLATION_ROWS = {"plain": (), "rccl": ("RegionCategoryContrast",),
+                 "rrcl": ("RegionRegionContrast",),
+                 "both": ("RegionCategoryContrast", "RegionRegionContrast")}
+TABLE_COLUMNS = (("novel_AP50", "novel AP50"), ("base_AP50", "base AP50"),
+                 ("zsd_mAP50", "ZSD mAP50"), ("zsd_recall100@0.5", "ZSD R@100"),
+                 ("gzsd_hm_mAP50", "GZSD HM"), ("gzsd_hm_recall100", "GZSD HM R@100"))
+
+
+def train_net(args: list[str]) -> None:
+    """Run tools/train_net.py in a child process (its own logging and output folder)."""
+    completed = subprocess.run([sys.executable, str(TRAIN_NET), *args])
+    if completed.returncode:
+        raise SystemExit(f"error: tools/train_net.py {' '.join(args)} failed "
+                         f"(exit code {completed.returncode})")
+
+
+def evaluated(run: Path, name: str, protocol: str, dataset: list[str]) -> dict:
+    """``eval_metrics.json`` of ``run``'s final weights on dataset ``name`` by ``protocol``,
+    evaluated now unless an evaluation newer than the weights is on disk."""
+    folder = run / "eval" / f"{name}_{protocol}"
+    metrics_file, weights = folder / "eval_metrics.json", run / "model_final.pth"
+    if not metrics_file.exists() or metrics_file.stat().st_mtime < weights.stat().st_mtime:
+        train_net(["--config-file", str(run / "config.yaml"), "--eval-only", *dataset,
+                   "MODEL.WEIGHTS", str(weights), "DATASETS.TEST", f"('{name}',)",
+                   "TEST.PROTOCOL", protocol, "OUTPUT_DIR", str(folder)])
+    with open(metrics_file) as f:
+        return json.load(f)[name]
+
+
+def ablation_cells(ovd: dict, zsd: dict) -> dict[str, float]:
+    """One row's numbers on one world, from its OVD and ZSD ``eval_metrics.json`` entries."""
+    cells = {"novel_AP50": ovd["bbox"]["AP50_novel"], "base_AP50": ovd["bbox"]["AP50_base"]}
+    cells.update({f"zsd_{k}": v for k, v in zsd["zsd"].items()})
+    cells.update({f"gzsd_{k}": v for k, v in zsd["gzsd"].items()})
+    return {k: round(v, 2) for k, v in cells.items()}
+
+
+def contrastive(args: argparse.Namespace) -> dict:
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in ABLATION_ROWS]
+    if unknown or not rows:
+        raise SystemExit(f"error: --rows takes names from {list(ABLATION_ROWS)}, got {args.rows!r}")
+    if not Path(args.config_file).is_file():
+        raise SystemExit(f"error: --config-file {args.config_file} not found")
+    worlds = {"toyworld_val": []}
+    if args.check_world:
+        root = Path(args.check_world)
+        json_file, images = root / "annotations" / "instances_val.json", root / "val"
+        if not json_file.is_file() or not images.is_dir():
+            raise SystemExit(f"error: --check-world {root} needs annotations/instances_val.json "
+                             "and val/ (python -m ovdet.data.toyworld --out DIR --split val "
+                             "--seed 3)")
+        worlds["toyworld_val_check"] = ["--dataset", f"toyworld_val_check={json_file}:{images}"]
+    results: dict = {"config": str(args.config_file), "rows": {}}
+    for row in rows:
+        run = Path(args.output_dir) / row
+        if not (run / "model_final.pth").exists():
+            resume = ["--resume"] if (run / "last_checkpoint").exists() else []
+            criteria = "(" + "".join(f"'{c}'," for c in ABLATION_ROWS[row]) + ")"
+            train_net(["--config-file", str(args.config_file), *resume, "MODEL.CRITERIA",
+                       criteria, "OUTPUT_DIR", str(run), *args.opts])
+        results["rows"][row] = {
+            name: ablation_cells(evaluated(run, name, "ovd", dataset),
+                                 evaluated(run, name, "zsd", dataset))
+            for name, dataset in worlds.items()}
+    print_table(results["rows"])
+    return results
+
+
+def print_table(rows: dict[str, dict[str, dict[str, float]]]) -> None:
+    """The ablation as a text table on stderr: one line per row and world."""
+    header = ["row", "world", *(title for _, title in TABLE_COLUMNS)]
+    lines = [header] + [[row, world, *(f"{cells[key]:.1f}" for key, _ in TABLE_COLUMNS)]
+                        for row, worlds in rows.items() for world, cells in worlds.items()]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -396,7 +492,16 @@ def main(argv: list[str] | None = None) -> None:
     pan.add_argument("--threads", type=int, default=2)
     pan.add_argument("--dataset", help="also PQ of each classifier on this registered dataset")
     pan.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    ablation = commands.add_parser("contrastive", help="ContrastZSD ablation: OVD, ZSD, GZSD")
+    ablation.add_argument("--config-file", default=str(CONTRASTIVE_CONFIG))
+    ablation.add_argument("--output-dir", default="output/bench_contrastive")
+    ablation.add_argument("--rows", default=",".join(ABLATION_ROWS))
+    ablation.add_argument("--check-world", help="a second toy world root (val split) to check on")
+    ablation.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
+    if args.command == "contrastive":
+        print(json.dumps(contrastive(args), indent=2))
+        return
     if args.command == "panoptic":
         try:
             print(json.dumps(panoptic(args), indent=2))

@@ -34,7 +34,7 @@ from ovdet.config import ConfigError
 from ovdet.data.catalog import DatasetCatalog, DatasetError, UnknownDatasetError
 from ovdet.engine.checkpoint import CheckpointError, DetectorCheckpointer
 from ovdet.engine.distributed import get_rank, init_from_environment, is_main_process, unwrap
-from ovdet.engine.evaluation import evaluate_datasets
+from ovdet.engine.evaluation import check_test_protocol, evaluate_datasets
 from ovdet.engine.launch import (default_argument_parser, register_datasets,
                                  relaunch_with_torchrun, seed_everything, setup_config,
                                  setup_logging)
@@ -74,6 +74,7 @@ def check_datasets(cfg, eval_only: bool) -> tuple[list[str], list[str], list[str
     if panoptic_tests and not cfg.MODEL.PANOPTIC_ON:
         raise ConfigError(f"DATASETS.TEST names panoptic datasets {panoptic_tests}; evaluating "
                           "them needs a panoptic model (MODEL.PANOPTIC_ON True)")
+    check_test_protocol(cfg.TEST.PROTOCOL, list(cfg.DATASETS.TEST))
     box_tests = [n for n in cfg.DATASETS.TEST if n not in panoptic_tests]
     if box_tests and not cfg.MODEL.DETECTOR_ON:
         raise ConfigError(f"DATASETS.TEST names detection datasets {box_tests}; a model without "

@@ -121,6 +121,16 @@ def _missing_weights_message(name: str, tag: str, pretrained_cfg: dict, cache_di
     return "\n".join(lines)
 
 
+def clip_embed_dim(name: str) -> int:
+    """D, the joint-space width of CLIP architecture ``name`` (as :func:`load_clip` names it),
+    read from its config without building it; ``ValueError`` for an unknown architecture."""
+    architecture = TOYWORLD_ARCH if name == "toyworld" else name
+    config = open_clip.get_model_config(architecture)
+    if config is None:
+        raise ValueError(f"unknown CLIP architecture {name!r}")
+    return int(config["embed_dim"])
+
+
 def load_clip(name: str, pretrained: str | None = None, device: str | torch.device = "cpu",
               cache_dir: str | None = None) -> CLIPBundle:
     """Load a CLIP by open_clip architecture ``name`` and ``pretrained`` tag or path (module doc).

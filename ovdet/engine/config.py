@@ -23,3 +23,6 @@ def add_engine_config(cfg: CfgNode) -> None:
     cfg.TEST = CfgNode()
     cfg.TEST.EVAL_PERIOD = 0  # 0: evaluate only at the end
     cfg.TEST.IMS_PER_BATCH = 8
+    # "ovd": generalized AP with base / novel; "zsd": the zero-shot protocol (ZSD and GZSD,
+    # ovdet.evaluation.zsd), unseen = the novel classes
+    cfg.TEST.PROTOCOL = "ovd"

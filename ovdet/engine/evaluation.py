@@ -7,6 +7,14 @@ share of the images, the evaluator gathers and scores them
 ``OUTPUT_DIR/eval_metrics.json`` = ``{dataset: {"bbox": {...}, "segm": {...}}}`` (a panoptic
 dataset: ``{"panoptic": {"PQ", "SQ", "RQ", "PQ_th", "PQ_st", "PQ_novel", ...}}``, percent) and
 prints one ``copypaste:`` line per dataset and task.
+
+``TEST.PROTOCOL zsd`` evaluates a COCO-format box dataset by the zero-shot detection protocol
+instead (:mod:`ovdet.evaluation.zsd`; unseen = the dataset's novel classes): GZSD runs the whole
+vocabulary on every image (``inference/<dataset>_gzsd_results.json``), ZSD the unseen names alone
+on the images that hold an unseen object (``inference/<dataset>_zsd_results.json``), and
+``eval_metrics.json`` holds ``{dataset: {"zsd": {"mAP50", "recall100@0.4", "recall100@0.5",
+"recall100@0.6"}, "gzsd": {"seen_mAP50", "unseen_mAP50", "hm_mAP50", "seen_recall100",
+"unseen_recall100", "hm_recall100"}}}`` (percent).
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ import math
 from pathlib import Path
 
 import torch
+from pycocotools.coco import COCO
 from torch import nn
 from tqdm import tqdm
 
@@ -22,25 +31,37 @@ from ..config import CfgNode, ConfigError
 from ..data.catalog import DatasetCatalog, Metadata
 from ..data.loader import iterate_test_records
 from ..data.mapper import DatasetMapper
-from ..evaluation.coco_evaluation import COCOEvaluator
+from ..evaluation.coco_evaluation import COCOEvaluator, process_batch, quiet_stdout
 from ..evaluation.evaluator import DatasetEvaluator
 from ..evaluation.lvis_evaluation import LVISEvaluator
 from ..evaluation.panoptic import COCOPanopticEvaluator
+from ..evaluation.evaluator import gather_results
+from ..evaluation.zsd import zsd_metrics
 from ..utils.io import atomic_write_json
 from .distributed import get_rank, get_world_size, is_main_process
 
 logger = logging.getLogger(__name__)
 COPYPASTE_KEYS = {"coco": ("AP", "AP50", "AP50_base", "AP50_novel"),
                   "lvis": ("AP", "APr", "APc", "APf"),
-                  "coco_panoptic": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", "PQ_novel")}
+                  "coco_panoptic": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", "PQ_novel"),
+                  "zsd": ("mAP50", "recall100@0.4", "recall100@0.5", "recall100@0.6"),
+                  "gzsd": ("seen_mAP50", "unseen_mAP50", "hm_mAP50", "seen_recall100",
+                           "unseen_recall100", "hm_recall100")}
+PROTOCOLS = ("ovd", "zsd")
+
+
+def class_to_category_ids(metadata: Metadata) -> list[int]:
+    """The dataset category id of each class index of ``metadata.thing_classes``."""
+    ids = [0] * len(metadata.thing_classes)
+    for category_id, index in metadata.thing_dataset_id_to_contiguous_id.items():
+        ids[index] = category_id
+    return ids
 
 
 def build_evaluator(cfg: CfgNode, metadata: Metadata) -> DatasetEvaluator:
     """COCO, LVIS or COCO panoptic evaluator for a dataset, per its metadata's
     ``evaluator_type``."""
-    class_to_category_id = [0] * len(metadata.thing_classes)
-    for category_id, index in metadata.thing_dataset_id_to_contiguous_id.items():
-        class_to_category_id[index] = category_id
+    class_to_category_id = class_to_category_ids(metadata)
     if metadata.evaluator_type == "coco_panoptic":
         if not cfg.MODEL.PANOPTIC_ON:
             raise ConfigError(f"{metadata.name} is a panoptic dataset: evaluating it needs "
@@ -86,14 +107,86 @@ def inference_on_dataset(cfg: CfgNode, model: nn.Module, dataset_name: str) -> d
         model.train(was_training)
 
 
+def predict_results(cfg: CfgNode, model: nn.Module, records: list[dict], names: list[str],
+                    category_ids: list[int], tag: str) -> list[dict] | None:
+    """COCO box result entries (no masks) of ``model`` with the vocabulary ``names`` (class k is
+    category ``category_ids[k]``) on this rank's share of ``records``, gathered on rank 0 into
+    ``OUTPUT_DIR/inference/<tag>_results.json`` (None on other ranks)."""
+    records = records[get_rank()::get_world_size()]
+    mapper = DatasetMapper(cfg, False)
+    sizes = {r["image_id"]: (r["height"], r["width"]) for r in records}
+    max_dets, batch_size = cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE, cfg.TEST.IMS_PER_BATCH
+    was_training, vocabulary = model.training, list(model.vocabulary)
+    stuff = list(getattr(model, "stuff_vocabulary", []))
+    model.eval()
+    model.set_vocabulary(names, stuff=[])
+    entries: list[dict] = []
+    try:
+        for inputs in tqdm(iterate_test_records(records, mapper, batch_size),
+                           total=math.ceil(len(records) / batch_size), desc=f"evaluating {tag}",
+                           unit="batch", disable=not is_main_process(), dynamic_ncols=True):
+            outputs = [{"instances": {k: v for k, v in out["instances"].items() if k != "masks"}}
+                       for out in model(inputs)]
+            entries += process_batch(inputs, outputs, category_ids, max_dets, sizes, tag)
+    finally:
+        if vocabulary:
+            model.set_vocabulary(vocabulary, stuff=stuff)
+        model.train(was_training)
+    return gather_results(entries, tag, cfg.OUTPUT_DIR)
+
+
+@torch.no_grad()
+def zsd_on_dataset(cfg: CfgNode, model: nn.Module, dataset_name: str) -> dict:
+    """ZSD and GZSD metrics of ``model`` on one registered COCO-format dataset, its novel
+    classes unseen (module doc; rank 0, {} on other ranks)."""
+    check_test_protocol("zsd", [dataset_name])
+    metadata = DatasetCatalog.metadata(dataset_name)
+    unseen = [k for k, split in enumerate(metadata.class_splits) if split == "novel"]
+    category_ids = class_to_category_ids(metadata)
+    records = DatasetCatalog.get(dataset_name)
+    with_unseen = [r for r in records if any(a["category_id"] in unseen and not a.get("iscrowd")
+                                             for a in r.get("annotations", ()))]
+    gzsd = predict_results(cfg, model, records, metadata.thing_classes, category_ids,
+                           f"{dataset_name}_gzsd")
+    zsd = predict_results(cfg, model, with_unseen, [metadata.thing_classes[k] for k in unseen],
+                          [category_ids[k] for k in unseen], f"{dataset_name}_zsd")
+    if gzsd is None:
+        return {}
+    with quiet_stdout("pycocotools"):
+        ground_truth = COCO(metadata.json_file)
+    return zsd_metrics(ground_truth, gzsd, [category_ids[k] for k in unseen], zsd_results=zsd,
+                       max_dets=cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE)
+
+
+def check_test_protocol(protocol: str, dataset_names: list[str]) -> None:
+    """A ConfigError unless ``protocol`` (``TEST.PROTOCOL``) is known and can evaluate every
+    dataset of ``dataset_names``: the zero-shot one needs COCO-format box datasets with novel
+    (unseen) classes."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"TEST.PROTOCOL must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol != "zsd":
+        return
+    for name in dataset_names:
+        metadata = DatasetCatalog.metadata(name)
+        if metadata.evaluator_type != "coco":
+            raise ConfigError(f"TEST.PROTOCOL zsd evaluates COCO-format box datasets; {name} is "
+                              f"evaluated as {metadata.evaluator_type!r}")
+        if "novel" not in metadata.class_splits:
+            raise ConfigError(f"TEST.PROTOCOL zsd needs unseen classes, and {name} has no novel "
+                              "category (its json's categories carry \"split\": \"novel\")")
+
+
 def evaluate_datasets(cfg: CfgNode, model: nn.Module) -> dict:
-    """Evaluate on every dataset of ``DATASETS.TEST`` (module doc)."""
-    results = {name: inference_on_dataset(cfg, model, name) for name in cfg.DATASETS.TEST}
+    """Evaluate on every dataset of ``DATASETS.TEST`` by ``TEST.PROTOCOL`` (module doc)."""
+    check_test_protocol(cfg.TEST.PROTOCOL, list(cfg.DATASETS.TEST))
+    evaluate = zsd_on_dataset if cfg.TEST.PROTOCOL == "zsd" else inference_on_dataset
+    results = {name: evaluate(cfg, model, name) for name in cfg.DATASETS.TEST}
     if is_main_process() and results:
         atomic_write_json(Path(cfg.OUTPUT_DIR) / "eval_metrics.json", results)
         for name, tasks in results.items():
-            keys = COPYPASTE_KEYS[DatasetCatalog.metadata(name).evaluator_type]
             for task, metrics in tasks.items():
+                keys = COPYPASTE_KEYS.get(task) or COPYPASTE_KEYS[
+                    DatasetCatalog.metadata(name).evaluator_type]
                 values = " ".join(f"{k}={metrics.get(k, float('nan')):.2f}" for k in keys)
                 print(f"copypaste: {name} {task} {values}", flush=True)
     return results

@@ -149,7 +149,9 @@ class Scorer(Protocol):
 
 @runtime_checkable
 class Criterion(Protocol):
-    """RoI training results -> named scalar losses (an ``nn.Module``)."""
+    """RoI training results -> named scalar losses (an ``nn.Module``). A criterion with a
+    non-empty ``extra_names`` attribute is also given ``extra_embeddings`` (U, D): the embeddings
+    of those of its names that are not in the training vocabulary."""
 
     def __call__(self, roi_results: list[dict[str, torch.Tensor]], class_embeddings: torch.Tensor,
                  targets: list[dict]) -> dict[str, torch.Tensor]: ...

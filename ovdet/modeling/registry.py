@@ -25,6 +25,7 @@ BUILTIN_COMPONENT_MODULES = (
     "ovdet.modeling.proposal.rpn",
     "ovdet.modeling.roi_heads.mask_head",
     "ovdet.modeling.roi_heads.open_vocab_heads",
+    "ovdet.modeling.roi_heads.contrastive",
     "ovdet.modeling.vocabulary",
     "ovdet.modeling.scoring",
     "ovdet.modeling.panoptic.scoring",
@@ -144,8 +145,11 @@ CRITERION_REGISTRY = _registry("CRITERION", """Extra training losses (:class:`co
 ``MODEL.CRITERIA`` and weighted by ``MODEL.LOSS_WEIGHTS`` like every other loss.
 
 ``criterion(roi_results, class_embeddings (C, D), targets) -> {"loss_name": scalar}``, with
-``roi_results`` the RoI heads' training results (sampled boxes, labels, region embeddings).
-Built as ``cls(cfg)``.""")
+``roi_results`` the RoI heads' training results (sampled boxes, labels, region embeddings). A
+criterion whose ``extra_names`` attribute is non-empty (names beyond the training vocabulary,
+e.g. the unseen classes of the zero-shot protocol) is also given ``extra_embeddings=`` their
+(U, D) embeddings from the vocabulary's source (names already in the training vocabulary left
+out). Built as ``cls(cfg)``.""")
 
 
 def build_from_registry(registry: ComponentRegistry, name: str, cfg: CfgNode, *args: Any) -> Any:

@@ -96,6 +96,10 @@ class OpenVocabRCNN(nn.Module):
                              "(MODEL.OPEN_VOCAB.SCORER names one whose inputs are ScoringInputs, "
                              "e.g. CLIPEnsembleScorer)")
         self.criteria = nn.ModuleDict(dict(criteria or {}))
+        # embeddings of names criteria read beyond the training vocabulary (same source); only
+        # when a criterion names some, so that other models' checkpoints keep their keys
+        self.extra_vocabulary = Vocabulary(vocabulary.source, vocabulary.embeddings.shape[1]) \
+            if any(getattr(c, "extra_names", ()) for c in self.criteria.values()) else None
         self.loss_weights = dict(loss_weights or {})
         check_loss_weight_values(self.loss_weights)
         self._loss_names_checked = False
@@ -269,9 +273,24 @@ class OpenVocabRCNN(nn.Module):
             class_image_counts=self.vocabulary.image_counts)
         losses = self._merged(losses, roi_losses, "the RoI heads")
         for name, criterion in self.criteria.items():
-            losses = self._merged(losses, criterion(roi_results, class_embeddings, targets),
-                                  f"criterion {name!r}")
+            extra = self.extra_embeddings(getattr(criterion, "extra_names", ()))
+            kwargs = {} if extra is None else {"extra_embeddings": extra}
+            losses = self._merged(losses, criterion(roi_results, class_embeddings, targets,
+                                                    **kwargs), f"criterion {name!r}")
         return losses
+
+    def extra_embeddings(self, names: Sequence[str]) -> torch.Tensor | None:
+        """(U, D) embeddings, from the vocabulary's source, of those of ``names`` that are not in
+        the vocabulary (None when ``names`` is empty; (0, D) when all are in it)."""
+        if not names:
+            return None
+        known = {normalize_class_name(n) for n in self.vocabulary}
+        wanted = [n for n in names if normalize_class_name(n) not in known]
+        if not wanted:
+            return self.vocabulary.embeddings[:0]
+        if list(self.extra_vocabulary) != wanted:
+            self.extra_vocabulary.set(wanted)
+        return self.extra_vocabulary()
 
     def panoptic_losses(self, batched_inputs: list[dict], images: ImageList,
                         trunk_output: TrunkOutput,

@@ -1,4 +1,5 @@
-"""Config defaults of the RoI heads (``MODEL.ROI_HEADS``, ``MODEL.ROI_MASK_HEAD``)."""
+"""Config defaults of the RoI heads (``MODEL.ROI_HEADS``, ``MODEL.ROI_MASK_HEAD``) and of their
+contrastive criteria (``MODEL.CONTRASTIVE``)."""
 from __future__ import annotations
 
 from ...config.config import CfgNode
@@ -27,3 +28,15 @@ def add_roi_heads_config(cfg: CfgNode) -> None:
     cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
     cfg.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
     cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
+    # the contrastive criteria (ovdet.modeling.roi_heads.contrastive), on when MODEL.CRITERIA
+    # names RegionCategoryContrast (loss_rccl) and/or RegionRegionContrast (loss_rrcl)
+    cfg.MODEL.CONTRASTIVE = CfgNode()
+    cfg.MODEL.CONTRASTIVE.RCCL_TEMPERATURE = 0.1
+    # of the class-similarity soft targets: real CLIPs' prompt embeddings lie close (cosines
+    # 0.7-0.9), so a small one keeps the true class's share of the target large
+    cfg.MODEL.CONTRASTIVE.SIMILARITY_TEMPERATURE = 0.05
+    cfg.MODEL.CONTRASTIVE.RRCL_TEMPERATURE = 0.1
+    cfg.MODEL.CONTRASTIVE.QUEUE_LENGTH = 1024  # recent regions RRCL contrasts with; 0: none
+    # "ovd": unseen names never enter training; "zsd": they enter RCCL's similarity distribution
+    cfg.MODEL.CONTRASTIVE.PROTOCOL = "ovd"
+    cfg.MODEL.CONTRASTIVE.UNSEEN_NAMES = ()  # zsd; () = the novel classes of DATASETS.TEST
