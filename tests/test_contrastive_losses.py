@@ -160,15 +160,18 @@ def test_queue_is_first_in_first_out_and_survives_a_state_dict_round_trip():
 
 def test_rrcl_uses_the_queue_of_earlier_batches():
     rrcl = RegionRegionContrast(temperature=1.0, queue_length=4, embed_dim=2)
-    first = roi_results(torch.tensor([[1.0, 0.0]]), [0])
-    assert rrcl(first, CLASSES, [])["loss_rrcl"].item() == 0.0  # nothing to contrast with yet
+    first = roi_results(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [0, 1])
+    # neither region has a positive in the batch, and the queue is empty
+    assert rrcl(first, CLASSES, [])["loss_rrcl"].item() == 0.0
     second = roi_results(torch.tensor([[1.0, 0.0]]), [0])
-    # now the first region, in the queue, is the positive (cosine 1) and the only other region
-    assert rrcl(second, CLASSES, [])["loss_rrcl"].item() == pytest.approx(0.0, abs=1e-6)
-    third = roi_results(torch.tensor([[0.0, 1.0]]), [1])
-    # class 1 has no positive in the queue (two class-0 regions): no anchor counts
-    assert rrcl(third, CLASSES, [])["loss_rrcl"].item() == 0.0
+    # the queue now holds a positive (cosine 1) and a negative (cosine 0) of this region
+    assert rrcl(second, CLASSES, [])["loss_rrcl"].item() == pytest.approx(
+        -math.log(math.e / (math.e + 1)), abs=1e-6)
     assert len(rrcl.queue) == 3
+    # a vocabulary of another size: the queue's labels mean other classes and are not read
+    other = roi_results(torch.tensor([[1.0, 0.0]]), [0])
+    assert rrcl(other, CLASSES[:2], [])["loss_rrcl"].item() == 0.0
+    assert len(rrcl.queue) == 1
 
 
 def test_config_builds_the_criteria_and_checks_the_protocol():
@@ -185,6 +188,9 @@ def test_config_builds_the_criteria_and_checks_the_protocol():
     cfg.MODEL.CONTRASTIVE.PROTOCOL = "zsd"
     assert build_from_registry(CRITERION_REGISTRY, "RegionCategoryContrast", cfg).extra_names \
         == ("egg",)
+    cfg.MODEL.CONTRASTIVE.UNSEEN_NAMES = ("Ice_Cube", "ice cube")
+    with pytest.raises(ConfigError, match="names one class twice"):
+        unseen_names(cfg)
     cfg.MODEL.CONTRASTIVE.PROTOCOL = "transductive"
     with pytest.raises(ConfigError, match="PROTOCOL must be one of"):
         unseen_names(cfg)

@@ -428,7 +428,8 @@ def ablation_cells(ovd: dict, zsd: dict) -> dict[str, float]:
     cells = {"novel_AP50": ovd["bbox"]["AP50_novel"], "base_AP50": ovd["bbox"]["AP50_base"]}
     cells.update({f"zsd_{k}": v for k, v in zsd["zsd"].items()})
     cells.update({f"gzsd_{k}": v for k, v in zsd["gzsd"].items()})
-    return {k: round(v, 2) for k, v in cells.items()}
+    # eval_metrics.json writes NaN (no ground truth behind a value) as null
+    return {k: float("nan") if v is None else round(v, 2) for k, v in cells.items()}
 
 
 def contrastive(args: argparse.Namespace) -> dict:

@@ -18,8 +18,10 @@ on the images that hold an unseen object (``inference/<dataset>_zsd_results.json
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -32,11 +34,10 @@ from ..data.catalog import DatasetCatalog, Metadata
 from ..data.loader import iterate_test_records
 from ..data.mapper import DatasetMapper
 from ..evaluation.coco_evaluation import COCOEvaluator, process_batch, quiet_stdout
-from ..evaluation.evaluator import DatasetEvaluator
+from ..evaluation.evaluator import DatasetEvaluator, gather_results
 from ..evaluation.lvis_evaluation import LVISEvaluator
 from ..evaluation.panoptic import COCOPanopticEvaluator
-from ..evaluation.evaluator import gather_results
-from ..evaluation.zsd import zsd_metrics
+from ..evaluation.zsd import zsd_image_ids, zsd_metrics
 from ..utils.io import atomic_write_json
 from .distributed import get_rank, get_world_size, is_main_process
 
@@ -82,29 +83,45 @@ def build_evaluator(cfg: CfgNode, metadata: Metadata) -> DatasetEvaluator:
                          max_dets_per_image=cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE)
 
 
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module, names: list[str], stuff: list[str]) -> Iterator[None]:
+    """``model`` in eval mode with the vocabulary ``names`` (and ``stuff``) inside the block; its
+    mode and vocabulary (names, or none) are restored after it."""
+    was_training, vocabulary = model.training, list(model.vocabulary)
+    old_stuff = list(getattr(model, "stuff_vocabulary", []))
+    model.eval()
+    model.set_vocabulary(names, stuff=stuff)
+    try:
+        yield
+    finally:
+        if vocabulary:
+            model.set_vocabulary(vocabulary, stuff=old_stuff)
+        else:
+            model.vocabulary.clear()
+        model.train(was_training)
+
+
+def batches(cfg: CfgNode, records: list[dict], description: str) -> Iterator[list[dict]]:
+    """Mapped test batches of ``records`` (``TEST.IMS_PER_BATCH``), with a progress bar on
+    rank 0."""
+    batch_size = cfg.TEST.IMS_PER_BATCH
+    return tqdm(iterate_test_records(records, DatasetMapper(cfg, False), batch_size),
+                total=math.ceil(len(records) / batch_size), desc=f"evaluating {description}",
+                unit="batch", disable=not is_main_process(), dynamic_ncols=True)
+
+
 @torch.no_grad()
 def inference_on_dataset(cfg: CfgNode, model: nn.Module, dataset_name: str) -> dict:
     """Metrics of ``model`` on one registered dataset (rank 0; {} on other ranks)."""
     metadata = DatasetCatalog.metadata(dataset_name)
     records = DatasetCatalog.get(dataset_name)[get_rank()::get_world_size()]
     evaluator = build_evaluator(cfg, metadata)
-    mapper = DatasetMapper(cfg, False)
-    was_training, vocabulary = model.training, list(model.vocabulary)
-    stuff = list(getattr(model, "stuff_vocabulary", []))
-    model.eval()
     panoptic = metadata.evaluator_type == "coco_panoptic"
-    model.set_vocabulary(metadata.thing_classes, stuff=metadata.stuff_classes if panoptic else [])
-    batch_size = cfg.TEST.IMS_PER_BATCH
-    try:
-        for inputs in tqdm(iterate_test_records(records, mapper, batch_size),
-                           total=math.ceil(len(records) / batch_size), desc=f"evaluating {dataset_name}",
-                           unit="batch", disable=not is_main_process(), dynamic_ncols=True):
+    with evaluation_mode(model, metadata.thing_classes,
+                         metadata.stuff_classes if panoptic else []):
+        for inputs in batches(cfg, records, dataset_name):
             evaluator.process(inputs, model(inputs))
         return evaluator.evaluate()
-    finally:
-        if vocabulary:
-            model.set_vocabulary(vocabulary, stuff=stuff)
-        model.train(was_training)
 
 
 def predict_results(cfg: CfgNode, model: nn.Module, records: list[dict], names: list[str],
@@ -113,25 +130,14 @@ def predict_results(cfg: CfgNode, model: nn.Module, records: list[dict], names: 
     category ``category_ids[k]``) on this rank's share of ``records``, gathered on rank 0 into
     ``OUTPUT_DIR/inference/<tag>_results.json`` (None on other ranks)."""
     records = records[get_rank()::get_world_size()]
-    mapper = DatasetMapper(cfg, False)
     sizes = {r["image_id"]: (r["height"], r["width"]) for r in records}
-    max_dets, batch_size = cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE, cfg.TEST.IMS_PER_BATCH
-    was_training, vocabulary = model.training, list(model.vocabulary)
-    stuff = list(getattr(model, "stuff_vocabulary", []))
-    model.eval()
-    model.set_vocabulary(names, stuff=[])
+    max_dets = cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE
     entries: list[dict] = []
-    try:
-        for inputs in tqdm(iterate_test_records(records, mapper, batch_size),
-                           total=math.ceil(len(records) / batch_size), desc=f"evaluating {tag}",
-                           unit="batch", disable=not is_main_process(), dynamic_ncols=True):
+    with evaluation_mode(model, names, []):
+        for inputs in batches(cfg, records, tag):
             outputs = [{"instances": {k: v for k, v in out["instances"].items() if k != "masks"}}
                        for out in model(inputs)]
             entries += process_batch(inputs, outputs, category_ids, max_dets, sizes, tag)
-    finally:
-        if vocabulary:
-            model.set_vocabulary(vocabulary, stuff=stuff)
-        model.train(was_training)
     return gather_results(entries, tag, cfg.OUTPUT_DIR)
 
 
@@ -139,22 +145,22 @@ def predict_results(cfg: CfgNode, model: nn.Module, records: list[dict], names: 
 def zsd_on_dataset(cfg: CfgNode, model: nn.Module, dataset_name: str) -> dict:
     """ZSD and GZSD metrics of ``model`` on one registered COCO-format dataset, its novel
     classes unseen (module doc; rank 0, {} on other ranks)."""
-    check_test_protocol("zsd", [dataset_name])
     metadata = DatasetCatalog.metadata(dataset_name)
     unseen = [k for k, split in enumerate(metadata.class_splits) if split == "novel"]
     category_ids = class_to_category_ids(metadata)
-    records = DatasetCatalog.get(dataset_name)
-    with_unseen = [r for r in records if any(a["category_id"] in unseen and not a.get("iscrowd")
-                                             for a in r.get("annotations", ()))]
-    gzsd = predict_results(cfg, model, records, metadata.thing_classes, category_ids,
-                           f"{dataset_name}_gzsd")
-    zsd = predict_results(cfg, model, with_unseen, [metadata.thing_classes[k] for k in unseen],
-                          [category_ids[k] for k in unseen], f"{dataset_name}_zsd")
-    if gzsd is None:
-        return {}
+    unseen_ids = [category_ids[k] for k in unseen]
     with quiet_stdout("pycocotools"):
         ground_truth = COCO(metadata.json_file)
-    return zsd_metrics(ground_truth, gzsd, [category_ids[k] for k in unseen], zsd_results=zsd,
+    records = DatasetCatalog.get(dataset_name)
+    with_unseen = set(zsd_image_ids(ground_truth, unseen_ids))  # the images the metric reads
+    gzsd = predict_results(cfg, model, records, metadata.thing_classes, category_ids,
+                           f"{dataset_name}_gzsd")
+    zsd = predict_results(cfg, model, [r for r in records if r["image_id"] in with_unseen],
+                          [metadata.thing_classes[k] for k in unseen], unseen_ids,
+                          f"{dataset_name}_zsd")
+    if gzsd is None:
+        return {}
+    return zsd_metrics(ground_truth, gzsd, unseen_ids, zsd_results=zsd,
                        max_dets=cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE)
 
 
@@ -173,7 +179,8 @@ def check_test_protocol(protocol: str, dataset_names: list[str]) -> None:
                               f"evaluated as {metadata.evaluator_type!r}")
         if "novel" not in metadata.class_splits:
             raise ConfigError(f"TEST.PROTOCOL zsd needs unseen classes, and {name} has no novel "
-                              "category (its json's categories carry \"split\": \"novel\")")
+                              "category (give its json's categories \"split\": \"novel\", or "
+                              "register it with --dataset NAME=JSON:IMAGES:novel=a,b)")
 
 
 def evaluate_datasets(cfg: CfgNode, model: nn.Module) -> dict:

@@ -69,19 +69,13 @@ from pycocotools.cocoeval import COCOeval
 
 from ..data.zsd_splits import ZSD_SPLITS, split_category_ids
 from ..utils.io import atomic_write_json, finite_json, read_json, read_json_dataset
+from ..utils.names import normalize_class_name
 from .coco_evaluation import average_precision, quiet_stdout
 
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 ZSD_IOUS = (0.4, 0.5, 0.6)
 GT_FIELDS = {"images": ("id",), "categories": ("id", "name"),
              "annotations": ("id", "image_id", "category_id", "bbox", "area")}
-
-
-def _normalize(name: str) -> str:
-    """The form category names are compared in (as ovdet.modeling.vocabulary's
-    ``normalize_class_name`` for thing names): case folded, ``_`` read as a space, white space
-    collapsed: ``" Hair_Drier"`` -> ``"hair drier"``."""
-    return " ".join(name.replace("_", " ").split()).casefold()
 
 
 def _is_number(value: object) -> bool:
@@ -117,6 +111,13 @@ def _check_image_ids(gt: COCO, image_ids: Collection[int]) -> frozenset[int]:
     return ids
 
 
+def _check_bbox(bbox: object, what: str) -> None:
+    """``ValueError`` unless ``bbox`` is ``[x, y, w, h]``, four numbers."""
+    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4
+            and all(_is_number(v) for v in bbox)):
+        raise ValueError(f"{what} must be [x, y, w, h] numbers, got {bbox!r}")
+
+
 def _check_results(gt: COCO, results: object, what: str) -> None:
     """``ValueError`` naming the first entry of ``results`` that is not a COCO box result of an
     image and a category of ``gt``."""
@@ -127,10 +128,7 @@ def _check_results(gt: COCO, results: object, what: str) -> None:
         if not isinstance(entry, dict) or any(k not in entry for k in RESULT_KEYS):
             raise ValueError(f"{what}[{i}] must be a dict with keys {RESULT_KEYS}, got "
                              f"{str(entry)[:100]}")
-        bbox = entry["bbox"]
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4
-                and all(_is_number(v) for v in bbox)):
-            raise ValueError(f"{what}[{i}]['bbox'] must be [x, y, w, h] numbers, got {bbox!r}")
+        _check_bbox(entry["bbox"], f"{what}[{i}]['bbox']")
         if not _is_number(entry["score"]) or not math.isfinite(entry["score"]):
             raise ValueError(f"{what}[{i}]['score'] must be a finite number, got "
                              f"{entry['score']!r}")
@@ -196,16 +194,16 @@ def unseen_ids_from_names(gt: COCO, names: Sequence[str]) -> list[int]:
         raise ValueError(f"category names must be non-empty strings, got {bad[:3]}")
     ids_by_name: dict[str, list[int]] = defaultdict(list)
     for category in gt.cats.values():
-        ids_by_name[_normalize(category["name"])].append(category["id"])
-    unknown = [n for n in names if _normalize(n) not in ids_by_name]
+        ids_by_name[normalize_class_name(category["name"])].append(category["id"])
+    unknown = [n for n in names if normalize_class_name(n) not in ids_by_name]
     if unknown:
         known = ", ".join(sorted(c["name"] for c in gt.cats.values()))
         raise ValueError(f"unknown category names {unknown}; the ground truth's categories are: "
                          f"{known}")
-    shared = [n for n in names if len(ids_by_name[_normalize(n)]) > 1]
+    shared = [n for n in names if len(ids_by_name[normalize_class_name(n)]) > 1]
     if shared:
         raise ValueError(f"category names {shared} name several categories of the ground truth")
-    return list(dict.fromkeys(ids_by_name[_normalize(n)][0] for n in names))
+    return list(dict.fromkeys(ids_by_name[normalize_class_name(n)][0] for n in names))
 
 
 def _recalled(detections: list[dict], boxes: list[list[float]], iou: float) -> int:
@@ -357,6 +355,9 @@ def load_ground_truth(path: str) -> COCO:
     """The COCO instances json at ``path`` as a COCO object, schema checked (``ValueError``
     naming the file and what is missing; ``FileNotFoundError`` when it is not a file)."""
     data = read_json_dataset(path, "COCO instances", GT_FIELDS, "ground-truth json")
+    for i, annotation in enumerate(data["annotations"]):
+        _check_bbox(annotation["bbox"], f"{path}: annotations[{i}]['bbox']")
+        annotation.setdefault("iscrowd", 0)  # absent means not a crowd, as pycocotools needs it
     with quiet_stdout("pycocotools"):
         gt = COCO()
         gt.dataset = data

@@ -23,30 +23,11 @@ from ..clip.load import CLIPBundle
 from ..clip.prompts import RegionPrompts
 from ..clip.text import DEFAULT_TEMPLATES, class_embeddings
 from ..config import CfgNode, ConfigError, configurable
+from ..utils.names import normalize_class_name, prompt_name
 from .registry import EMBEDDING_SOURCE_REGISTRY
 
 
 logger = logging.getLogger(__name__)
-
-# suffixes of COCO panoptic's merged stuff names ("wall-other-merged" reads "wall")
-STUFF_NAME_SUFFIXES = ("-merged", "-other", "-stuff")
-
-
-def prompt_name(name: str) -> str:
-    """The text a name is embedded as: LVIS's underscores read as spaces (``"bat (animal)"``),
-    COCO panoptic's merge suffixes dropped (``"sky-other-merged"`` -> ``"sky"``), white space
-    collapsed."""
-    text = name.strip()
-    while text.endswith(STUFF_NAME_SUFFIXES) and "-" in text[1:]:
-        text = text[:text.rindex("-")]
-    return " ".join(text.replace("_", " ").split())
-
-
-def normalize_class_name(name: str) -> str:
-    """The form names are compared in: ``" Tomato"`` -> ``"tomato"``, ``"bat_(animal)"`` ->
-    ``"bat (animal)"``, ``"ice  cube"`` -> ``"ice cube"``."""
-    return prompt_name(name).casefold()
-
 
 def check_class_names(names: Any, what: str = "vocabulary") -> list[str]:
     """``names`` as a list, or a ``ValueError`` that says what is wrong: a single string instead of

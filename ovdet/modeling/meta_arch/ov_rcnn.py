@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import paste_masks_in_image
@@ -96,10 +97,9 @@ class OpenVocabRCNN(nn.Module):
                              "(MODEL.OPEN_VOCAB.SCORER names one whose inputs are ScoringInputs, "
                              "e.g. CLIPEnsembleScorer)")
         self.criteria = nn.ModuleDict(dict(criteria or {}))
-        # embeddings of names criteria read beyond the training vocabulary (same source); only
-        # when a criterion names some, so that other models' checkpoints keep their keys
-        self.extra_vocabulary = Vocabulary(vocabulary.source, vocabulary.embeddings.shape[1]) \
-            if any(getattr(c, "extra_names", ()) for c in self.criteria.values()) else None
+        # (names, embeddings) of a cacheable source's names that criteria read beyond the
+        # vocabulary; not a module, so that the source is registered once (checkpoint keys)
+        self._extra_cache: tuple[tuple[str, ...], torch.Tensor] | None = None
         self.loss_weights = dict(loss_weights or {})
         check_loss_weight_values(self.loss_weights)
         self._loss_names_checked = False
@@ -288,9 +288,17 @@ class OpenVocabRCNN(nn.Module):
         wanted = [n for n in names if normalize_class_name(n) not in known]
         if not wanted:
             return self.vocabulary.embeddings[:0]
-        if list(self.extra_vocabulary) != wanted:
-            self.extra_vocabulary.set(wanted)
-        return self.extra_vocabulary()
+        source = self.vocabulary.source
+        trainable = any(p.requires_grad for p in source.parameters())
+        if trainable and self.training and torch.is_grad_enabled():  # they train with the source
+            return F.normalize(source(wanted).float(), dim=-1).to(self.device)
+        if self._extra_cache is not None and self._extra_cache[0] == tuple(wanted):
+            return self._extra_cache[1].to(self.device)
+        with torch.no_grad():
+            embeddings = F.normalize(source(wanted).float(), dim=-1).to(self.device)
+        if getattr(source, "cacheable", False):
+            self._extra_cache = (tuple(wanted), embeddings)
+        return embeddings
 
     def panoptic_losses(self, batched_inputs: list[dict], images: ImageList,
                         trunk_output: TrunkOutput,

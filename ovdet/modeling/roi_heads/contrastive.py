@@ -40,12 +40,15 @@ Both losses are 0 (with a gradient path, no NaN) for a batch without foreground 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from ...clip.load import clip_embed_dim
 from ...config import CfgNode, ConfigError, configurable
+from ...utils.names import normalize_class_name
 from ..registry import CRITERION_REGISTRY
+from ..vocabulary import check_class_names
 
 PROTOCOLS = ("ovd", "zsd")
 
@@ -86,10 +89,8 @@ def region_region_contrast(embeddings: torch.Tensor, labels: torch.Tensor, tempe
     if bank is not None and len(bank):
         others = torch.cat([embeddings, bank.detach()])
         other_labels = torch.cat([labels, bank_labels])
-    n = len(labels)
     logits = embeddings @ others.T / temperature
-    not_self = torch.ones_like(logits, dtype=torch.bool)
-    not_self[torch.arange(n), torch.arange(n)] = False
+    not_self = ~torch.eye(*logits.shape, dtype=torch.bool, device=logits.device)
     positive = (labels[:, None] == other_labels[None, :]) & not_self
     has_positive = positive.any(dim=1)
     if not has_positive.any():
@@ -232,8 +233,32 @@ class RegionRegionContrast(nn.Module):
         if int(self.queue.num_classes) != num_classes:  # another vocabulary's: not used
             bank, bank_labels = bank[:0], bank_labels[:0]
         loss = region_region_contrast(embeddings, labels, self.temperature, bank, bank_labels)
-        self.queue.push(embeddings, labels, num_classes)
+        self.queue.push(*gathered(embeddings.detach(), labels), num_classes)
         return {"loss_rrcl": loss}
+
+
+def gathered(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's (N_r, D) embeddings and (N_r,) labels, concatenated in rank order, when
+    training is distributed (so that every rank's queue holds the same regions, as DDP's buffer
+    broadcast expects); the inputs themselves otherwise."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return embeddings, labels
+    world = dist.get_world_size()
+    count = torch.tensor([len(labels)], device=labels.device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    largest = int(max(c.item() for c in counts))
+    padded_embeddings = embeddings.new_zeros(largest, embeddings.shape[1])
+    padded_embeddings[:len(labels)] = embeddings
+    padded_labels = labels.new_full((largest,), -1)
+    padded_labels[:len(labels)] = labels
+    all_embeddings = [torch.empty_like(padded_embeddings) for _ in range(world)]
+    all_labels = [torch.empty_like(padded_labels) for _ in range(world)]
+    dist.all_gather(all_embeddings, padded_embeddings)
+    dist.all_gather(all_labels, padded_labels)
+    sizes = [int(c.item()) for c in counts]
+    return (torch.cat([e[:n] for e, n in zip(all_embeddings, sizes)]),
+            torch.cat([y[:n] for y, n in zip(all_labels, sizes)]))
 
 
 def unseen_names(cfg: CfgNode) -> tuple[str, ...]:
@@ -251,14 +276,20 @@ def unseen_names(cfg: CfgNode) -> tuple[str, ...]:
                               "protocol only: set MODEL.CONTRASTIVE.PROTOCOL zsd (unseen names "
                               "never enter training under the open-vocabulary protocol)")
         return ()
-    names = list(contrastive.UNSEEN_NAMES)
-    if not names:
-        from ...data.catalog import DatasetCatalog
+    if contrastive.UNSEEN_NAMES:
+        try:
+            return tuple(check_class_names(list(contrastive.UNSEEN_NAMES),
+                                           "MODEL.CONTRASTIVE.UNSEEN_NAMES"))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    from ...data.catalog import DatasetCatalog
 
-        for dataset in cfg.DATASETS.TEST:
-            names += [n for n in DatasetCatalog.metadata(dataset).novel_classes if n not in names]
+    names: dict[str, str] = {}  # normal form -> the first spelling
+    for dataset in cfg.DATASETS.TEST:
+        for name in DatasetCatalog.metadata(dataset).novel_classes:
+            names.setdefault(normalize_class_name(name), name)
     if not names:
         raise ConfigError("MODEL.CONTRASTIVE.PROTOCOL zsd needs unseen names: set "
                           "MODEL.CONTRASTIVE.UNSEEN_NAMES, or DATASETS.TEST to datasets with "
                           "novel classes")
-    return tuple(names)
+    return tuple(names.values())
