@@ -348,3 +348,20 @@ def test_cli_wants_exactly_one_of_unseen_and_split(files, capsys, unseen):
     with pytest.raises(SystemExit) as exit_info:
         main(["--gt-json", str(gt), "--results-json", str(results), *unseen])
     assert exit_info.value.code == 2 and "--unseen" in capsys.readouterr().err
+
+
+def test_cli_reads_ground_truth_without_iscrowd_and_refuses_bad_boxes(files, capsys):
+    gt, results, _ = files
+    data = json.loads(gt.read_text())
+    for annotation in data["annotations"]:
+        if not annotation["iscrowd"]:
+            del annotation["iscrowd"]  # optional in COCO files made by hand: absent is 0
+    gt.write_text(json.dumps(data))
+    argv = ["--gt-json", str(gt), "--results-json", str(results), "--unseen", "cat, hot dog"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["zsd"]["mAP50"] == pytest.approx(100)
+    data["annotations"][0]["bbox"] = [0, 0, 10]
+    gt.write_text(json.dumps(data))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "annotations[0]['bbox']" in err and err.count("\n") == 1
