@@ -1,5 +1,7 @@
-"""tools/benchmark.py detector: argument checks and vocabulary (no model is built here)."""
+"""tools/benchmark.py: argument checks, vocabulary and result reading (no model is built here)."""
 import importlib.util
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,30 @@ def test_panoptic_benchmark_errors(benchmark, tmp_path):
                         str(TOOL.parents[1] / "configs" / "Base-OVRCNN.yaml"), "--size", "64"])
     with pytest.raises(SystemExit, match="must be positive"):
         benchmark.main(["panoptic", "--masks", "0"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rows", "plain,rcl"], "--rows takes names from"),
+    (["--scorings", "clip"], "--scorings takes names from"),
+    (["--config-file", "missing.yaml"], "--config-file missing.yaml not found"),
+    (["--check-world", "nowhere"], "needs annotations/instances_val.json"),
+])
+def test_contrastive_ablation_checks_its_arguments_before_training(benchmark, argv, message,
+                                                                   tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        benchmark.main(["contrastive", "--output-dir", str(tmp_path), *argv])
+    assert not any(tmp_path.iterdir())  # nothing trained
+
+
+def test_contrastive_ablation_reads_one_evaluation(benchmark, tmp_path):
+    metrics = {"zsd": {"mAP50": 12.345, "recall100@0.4": 90.0, "recall100@0.5": 80.0,
+                       "recall100@0.6": None},
+               "gzsd": {"seen_mAP50": 95.0, "unseen_mAP50": 33.0, "hm_mAP50": 48.99,
+                        "seen_recall100": 98.0, "unseen_recall100": 80.0, "hm_recall100": 88.09}}
+    (tmp_path / "model_final.pth").write_text("weights")
+    folder = tmp_path / "eval" / "toyworld_val_head"
+    folder.mkdir(parents=True)
+    (folder / "eval_metrics.json").write_text(json.dumps({"toyworld_val": metrics}))
+    cells = benchmark.evaluated(tmp_path, "toyworld_val", "head", [])  # newer than the weights
+    assert cells["novel_AP50"] == 33.0 and cells["base_AP50"] == 95.0
+    assert cells["zsd_mAP50"] == 12.35 and math.isnan(cells["zsd_recall100@0.6"])
