@@ -110,7 +110,7 @@ $(CHECK_WORLD)/annotations/instances_val.json: | $(STAMP)
 # ContrastZSD: the base-only detector of `make demo` trained four times (no contrastive loss,
 # +RCCL, +RRCL, both), each evaluated by the zero-shot protocol (which gives the open-vocabulary
 # AP50 too) on val and on a world drawn with seed 3, with the config's scoring and with the
-# head's novel term; prints the ablation table. About 65 minutes.
+# head's novel term; prints the ablation table. About 75 minutes.
 demo-contrastive: $(STAMP) toyworld $(CHECK_WORLD)/annotations/instances_val.json
 	OVDET_DATASETS=$(DATASETS) $(PY) tools/benchmark.py contrastive \
 		--config-file configs/toyworld/contrastzsd.yaml --output-dir $(CONTRASTIVE_DIR) \
