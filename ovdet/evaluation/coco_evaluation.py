@@ -184,6 +184,26 @@ def task_entries(results: list[dict], iou_type: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != drop} for r in results]
 
 
+def coco_from_dict(data: dict) -> COCO:
+    """A loaded COCO instances dict as a pycocotools ``COCO`` (indexed, quietly)."""
+    with quiet_stdout("pycocotools"):
+        coco = COCO()
+        coco.dataset = data
+        coco.createIndex()
+    return coco
+
+
+def coco_results(coco_gt: COCO, entries: list[dict]) -> COCO:
+    """COCO result ``entries`` (which pycocotools completes in place: pass copies) as a ``COCO``
+    over ``coco_gt``'s images and categories; an empty list gives one without annotations
+    (``loadRes`` refuses it)."""
+    if not entries:
+        return coco_from_dict({"images": coco_gt.dataset["images"],
+                               "categories": coco_gt.dataset["categories"], "annotations": []})
+    with quiet_stdout("pycocotools"):
+        return coco_gt.loadRes(entries)
+
+
 class ResultsEvaluator(DatasetEvaluator):
     """What the COCO and LVIS evaluators share: checking the options, turning instances into
     result entries, gathering them over ranks, and scoring each task with ``_evaluate_task``."""
@@ -283,10 +303,7 @@ class COCOEvaluator(ResultsEvaluator):
         data = read_json_dataset(json_file, "COCO instances", gt_fields(
             tasks, ("id", "image_id", "category_id", "bbox", "area", "iscrowd")),
             "ground-truth json")
-        with quiet_stdout("pycocotools"):
-            self._coco_gt = COCO()
-            self._coco_gt.dataset = data
-            self._coco_gt.createIndex()
+        self._coco_gt = coco_from_dict(data)
         category_ids = set(self._coco_gt.getCatIds())
         self._set_ground_truth(dataset_name, json_file, data, category_ids, class_to_category_id,
                                output_dir, tasks, max_dets_per_image)
@@ -296,16 +313,8 @@ class COCOEvaluator(ResultsEvaluator):
             raise ValueError(f"novel_category_ids {unknown_ids} are not categories of {json_file}")
 
     def _evaluate_task(self, results: list[dict], iou_type: str) -> dict[str, float]:
-        entries = task_entries(results, iou_type)
+        coco_dt = coco_results(self._coco_gt, task_entries(results, iou_type))
         with quiet_stdout("pycocotools"):
-            if entries:
-                coco_dt = self._coco_gt.loadRes(entries)
-            else:  # loadRes cannot take an empty list
-                coco_dt = COCO()
-                coco_dt.dataset = {"images": self._coco_gt.dataset["images"],
-                                   "categories": self._coco_gt.dataset["categories"],
-                                   "annotations": []}
-                coco_dt.createIndex()
             coco_eval = COCOeval(self._coco_gt, coco_dt, iou_type)
             coco_eval.params.maxDets = [1, 10, self.max_dets_per_image]
             coco_eval.evaluate()

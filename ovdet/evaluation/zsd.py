@@ -70,7 +70,7 @@ from pycocotools.cocoeval import COCOeval
 from ..data.zsd_splits import ZSD_SPLITS, split_category_ids
 from ..utils.io import atomic_write_json, finite_json, read_json, read_json_dataset
 from ..utils.names import normalize_class_name
-from .coco_evaluation import average_precision, quiet_stdout
+from .coco_evaluation import average_precision, coco_from_dict, coco_results, quiet_stdout
 
 RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 ZSD_IOUS = (0.4, 0.5, 0.6)
@@ -262,21 +262,6 @@ def recall_at_k(gt: COCO, results: list[dict], category_ids: Collection[int],
     return _recall_at_k(gt, results, categories, images, iou, k)
 
 
-def _detections(gt: COCO, results: list[dict]) -> COCO:
-    """``results`` as a COCO object over the images and categories of ``gt`` (box entries only,
-    copied: COCOeval adds fields to what it reads)."""
-    annotations = [{"id": i, "image_id": r["image_id"], "category_id": r["category_id"],
-                    "bbox": list(r["bbox"]), "score": r["score"],
-                    "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0}
-                   for i, r in enumerate(results, start=1)]
-    with quiet_stdout("pycocotools"):
-        detections = COCO()
-        detections.dataset = {"images": list(gt.imgs.values()),
-                              "categories": list(gt.cats.values()), "annotations": annotations}
-        detections.createIndex()
-    return detections
-
-
 def _map50(gt: COCO, results: list[dict], category_sets: Sequence[Collection[int]],
            image_ids: Collection[int], max_dets: int) -> list[float]:
     """mAP50 (percent) of ``results`` on ``image_ids`` for each of ``category_sets``, read off one
@@ -285,7 +270,8 @@ def _map50(gt: COCO, results: list[dict], category_sets: Sequence[Collection[int
     if not category_ids or not image_ids:  # COCOeval reads an empty id list as "all"
         return [math.nan] * len(category_sets)
     with quiet_stdout("pycocotools"):
-        coco_eval = COCOeval(gt, _detections(gt, results), "bbox")
+        detections = coco_results(gt, [{k: r[k] for k in RESULT_KEYS} for r in results])
+        coco_eval = COCOeval(gt, detections, "bbox")
         params = coco_eval.params
         params.imgIds, params.catIds = sorted(image_ids), category_ids
         params.iouThrs, params.maxDets = np.array([0.5]), [1, 10, max_dets]
@@ -358,11 +344,7 @@ def load_ground_truth(path: str) -> COCO:
     for i, annotation in enumerate(data["annotations"]):
         _check_bbox(annotation["bbox"], f"{path}: annotations[{i}]['bbox']")
         annotation.setdefault("iscrowd", 0)  # absent means not a crowd, as pycocotools needs it
-    with quiet_stdout("pycocotools"):
-        gt = COCO()
-        gt.dataset = data
-        gt.createIndex()
-    return gt
+    return coco_from_dict(data)
 
 
 def _check_out(out: str | None, inputs: dict[str, str | None], overwrite: bool) -> None:
