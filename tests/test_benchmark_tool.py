@@ -113,3 +113,73 @@ def test_contrastive_ablation_reads_one_evaluation(benchmark, tmp_path):
     cells = benchmark.evaluated(tmp_path, "toyworld_val", "head", [])  # newer than the weights
     assert cells["novel_AP50"] == 33.0 and cells["base_AP50"] == 95.0
     assert cells["zsd_mAP50"] == 12.35 and math.isnan(cells["zsd_recall100@0.6"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rows", "soft,hard"], "--rows takes names from"),
+    (["--check-world", "nowhere"], "needs annotations/instances_val.json"),
+])
+def test_pseudo_finetune_checks_its_arguments_before_training(benchmark, argv, message, tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        benchmark.main(["pseudo-finetune", "--output-dir", str(tmp_path), *argv])
+    assert not any(tmp_path.iterdir())  # nothing trained
+
+
+def _fake_train_net(calls, novel=85.0, base=95.0):
+    """A stand-in for tools/train_net.py: records the command line, writes what a run writes."""
+    def train_net(args):
+        calls.append(args)
+        output = Path(args[args.index("OUTPUT_DIR") + 1])
+        output.mkdir(parents=True, exist_ok=True)
+        name = "toyworld_val"
+        if "--eval-only" in args:
+            name = args[args.index("DATASETS.TEST") + 1].strip("(',)")
+        else:
+            (output / "model_final.pth").write_text("weights")
+            (output / "config.yaml").write_text("config")
+        (output / "eval_metrics.json").write_text(json.dumps(
+            {name: {"bbox": {"AP50_novel": novel, "AP50_base": base}}}))
+    return train_net
+
+
+def test_pseudo_finetune_trains_what_is_missing_or_stale(benchmark, tmp_path, monkeypatch):
+    import os
+
+    calls = []
+    monkeypatch.setattr(benchmark, "train_net", _fake_train_net(calls))
+    argv = ["pseudo-finetune", "--output-dir", str(tmp_path), "--rows", "soft,keep"]
+    benchmark.main(argv)
+    configs = [Path(c[c.index("--config-file") + 1]).name for c in calls]
+    assert configs == ["pbovd_pretrain.yaml", "pbovd_keep_soft.yaml", "pbovd_keep.yaml"]
+    pretrained = str(tmp_path / "pbovd_pretrain" / "model_final.pth")
+    assert all(c[c.index("MODEL.WEIGHTS") + 1] == pretrained for c in calls[1:])
+    calls.clear()
+    benchmark.main(argv)  # everything is there and fresh: nothing runs
+    assert calls == []
+    # new pretrained weights make the fine-tuned rows stale: they train again, from scratch
+    later = os.stat(pretrained).st_mtime + 10
+    os.utime(pretrained, (later, later))
+    (tmp_path / "pbovd_keep" / "last_checkpoint").write_text("model_0000249.pth")
+    benchmark.main(argv)
+    assert [Path(c[c.index("--config-file") + 1]).name for c in calls] == \
+        ["pbovd_keep_soft.yaml", "pbovd_keep.yaml"]
+    assert all("--resume" not in c for c in calls)
+
+
+def test_pseudo_finetune_table_and_target(benchmark, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(benchmark, "train_net", _fake_train_net(calls, novel=79.99, base=96.0))
+    world = tmp_path / "world"
+    (world / "annotations").mkdir(parents=True)
+    (world / "annotations" / "instances_val.json").write_text("{}")
+    (world / "val").mkdir()
+    benchmark.main(["pseudo-finetune", "--output-dir", str(tmp_path / "runs"), "--rows",
+                    "zero_boxes", "--check-world", str(world)])
+    out, err = capsys.readouterr()
+    row = json.loads(out)["rows"]["zero_boxes"]
+    assert row["toyworld_val"] == {"novel_AP50": 79.99, "base_AP50": 96.0}
+    assert row["meets_target"] is False  # novel AP50 is below 80
+    assert "MODEL.WEIGHTS" not in calls[0]  # trained from scratch, not from the pretraining
+    check = calls[1]  # the second world: an --eval-only pass, boxes only
+    assert "--eval-only" in check and check[check.index("MODEL.MASK_ON") + 1] == "False"
+    assert "zero_boxes" in err and "toyworld_val_check novel" in err

@@ -10,14 +10,15 @@
         --dataset mine_val=val.json:imgs/ DATASETS.TRAIN '("mine_train",)' \\
         DATASETS.TEST '("mine_val",)'
 
-Training uses the base classes of DATASETS.TRAIN only, plus, with DATASETS.IMAGE_LABELLED, every
-class of those image-labelled datasets (they stay novel unless a box-labelled dataset has them);
+Training uses the base classes of DATASETS.TRAIN only, plus, with DATASETS.IMAGE_LABELLED or
+DATASETS.PSEUDO_BOXES, every class of those image-labelled or caption pseudo-box datasets (they stay
+novel unless a human-labelled dataset has them);
 evaluation uses every class of each DATASETS.TEST dataset (generalized setting) and writes
 OUTPUT_DIR/eval_metrics.json. Every dataset name is checked before the model is built. A training
 run writes its full config to OUTPUT_DIR/config.yaml; ``--eval-only`` writes
 OUTPUT_DIR/config_eval.yaml and never changes a run's config.yaml. ``--dataset`` registers a
 COCO-format dataset (``:novel=a,b`` names novel categories; a name in DATASETS.TRAIN, and not in
-DATASETS.IMAGE_LABELLED, keeps base categories only). Bad arguments, configs, datasets or
+DATASETS.IMAGE_LABELLED or DATASETS.PSEUDO_BOXES, keeps base categories only). Bad arguments, configs, datasets or
 checkpoints end in one ``error:`` line and exit status 1.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ovdet.engine.launch import (default_argument_parser, register_datasets,
                                  relaunch_with_torchrun, seed_everything, setup_config,
                                  setup_logging)
 from ovdet.data.loader import check_dataset_ratios
-from ovdet.engine.trainer import (Trainer, training_base_names, training_stuff,
+from ovdet.engine.trainer import (Trainer, human_labelled, training_base_names, training_stuff,
                                   training_vocabulary, write_config)
 from ovdet.modeling.registry import build_model
 from ovdet.modeling.vocabulary import check_class_names
@@ -55,19 +56,21 @@ def check_datasets(cfg, eval_only: bool) -> tuple[list[str], list[str], list[str
     """Fail fast on unregistered names (DATASETS.TEST, and DATASETS.TRAIN when training), on
     class lists the model would refuse, on unusable training sets and on bad
     DATALOADER.DATASET_RATIOS; returns the training vocabulary, its base classes (those of the
-    box-labelled datasets, not in DATASETS.IMAGE_LABELLED) and the stuff classes ([] for
+    human-labelled datasets, not in DATASETS.IMAGE_LABELLED or DATASETS.PSEUDO_BOXES) and the
+    stuff classes ([] for
     ``eval_only``)."""
     names = [] if eval_only else list(cfg.DATASETS.TRAIN)
     image_labelled = list(cfg.DATASETS.IMAGE_LABELLED)
+    pseudo_boxes = [] if eval_only else list(cfg.DATASETS.PSEUDO_BOXES)
     if not eval_only:
         DatasetCatalog.check(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
         if len(cfg.DATALOADER.DATASET_RATIOS):
             check_dataset_ratios(cfg.DATALOADER.DATASET_RATIOS, len(names))
     DatasetCatalog.check(cfg.DATASETS.TEST, "DATASETS.TEST")
-    vocabulary = [] if eval_only else training_vocabulary(names, image_labelled)
-    base = [] if eval_only else training_base_names(names, image_labelled)
+    vocabulary = [] if eval_only else training_vocabulary(names, image_labelled, pseudo_boxes)
+    base = [] if eval_only else training_base_names(names, image_labelled, pseudo_boxes)
     stuff = [] if eval_only else training_stuff(names)
-    for name in dict.fromkeys([*names, *cfg.DATASETS.TEST]):
+    for name in dict.fromkeys([*names, *pseudo_boxes, *cfg.DATASETS.TEST]):
         check_dataset_classes(name)
     panoptic_tests = [n for n in cfg.DATASETS.TEST
                       if DatasetCatalog.metadata(n).evaluator_type == "coco_panoptic"]
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         relaunch_with_torchrun(args.num_gpus)
     try:
         cfg = setup_config(args)
-        box_labelled = [n for n in cfg.DATASETS.TRAIN if n not in cfg.DATASETS.IMAGE_LABELLED]
+        box_labelled = human_labelled(cfg.DATASETS.TRAIN, cfg.DATASETS.IMAGE_LABELLED,
+                                      cfg.DATASETS.PSEUDO_BOXES)
         register_datasets(args.dataset, [] if args.eval_only else box_labelled)
         vocabulary, base, stuff = check_datasets(cfg, args.eval_only)
         check_weights(cfg, args.eval_only, args.resume)

@@ -8,7 +8,8 @@ sets) novel categories are removed entirely: their boxes and their names.
 A missing json is a ``FileNotFoundError``, an unusable one (not JSON, not a COCO instances file) a
 :class:`DatasetError`; both name the dataset and the file and are raised when it is first used.
 
-Invalid annotations are dropped with one logged summary per file, never silently kept: boxes
+An annotation's ``pseudo_score`` (pseudo-box files, :mod:`ovdet.pseudo.runner`) is kept in its
+record. Invalid annotations are dropped with one logged summary per file, never silently kept: boxes
 with non-positive width or height after clipping to the image, and unknown category ids.
 """
 from __future__ import annotations
@@ -98,6 +99,8 @@ def load_coco_json(json_file: str, image_root: str, metadata: Metadata) -> list[
                       "category_id": id_map[category_id], "iscrowd": ann.get("iscrowd", 0)}
             if "segmentation" in ann:
                 record["segmentation"] = ann["segmentation"]
+            if "pseudo_score" in ann:
+                record["pseudo_score"] = float(ann["pseudo_score"])
             annotations.append(record)
         dicts.append({"file_name": str(Path(image_root) / file_name), "height": height,
                       "width": width, "image_id": image["id"], "annotations": annotations})

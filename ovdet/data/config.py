@@ -1,5 +1,5 @@
 """Config defaults of the input pipeline (``INPUT``, ``DATALOADER``) and of how the training
-datasets are used (``DATASETS.IMAGE_LABELLED``; ``DATASETS.TRAIN`` itself is a global option)."""
+datasets are used (``DATASETS.IMAGE_LABELLED``, ``DATASETS.PSEUDO_BOXES``; ``DATASETS.TRAIN`` itself is a global option)."""
 from __future__ import annotations
 
 from ..config.config import CfgNode
@@ -21,3 +21,10 @@ def add_data_config(cfg: CfgNode) -> None:
     # toyworld_train_image_labels): their classes join the training vocabulary (those they alone
     # name stay novel), and the RoI heads learn from their boxes as positives only
     cfg.DATASETS.IMAGE_LABELLED = ()
+    # datasets of caption pseudo boxes (e.g. toyworld_train_pseudo) for the images of the
+    # box-labelled datasets of DATASETS.TRAIN, matched by image id: an image's pseudo boxes of
+    # categories it has no human box of become its "pseudo_annotations" (unlabelled objects, which
+    # MODEL.ROI_HEADS.UNLABELLED and MODEL.RPN.UNLABELLED say how to train); their classes join the
+    # training vocabulary and stay novel. A name also in DATASETS.TRAIN is trained on as well, its
+    # pseudo boxes as complete annotations (mixing pseudo-labelled images in)
+    cfg.DATASETS.PSEUDO_BOXES = ()

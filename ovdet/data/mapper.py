@@ -6,7 +6,9 @@ Model input (one image)::
      "image_id": int, "file_name": str,
      "instances": {"boxes": float (N, 4) xyxy in resized pixels, "classes": int64 (N,),
                    "masks": bool (N, H, W),          # when with_masks
-                   "image_labelled": bool ()},       # "instances" only when training
+                   "image_labelled": bool (),        # "instances" only when training
+                   "pseudo_boxes": float (M, 4), "pseudo_classes": int64 (M,),
+                   "pseudo_scores": float (M,)},     # of a record with "pseudo_annotations"
      "panoptic": {"masks": bool (S, H, W), "classes": int64 (S,) index into
                   metadata.panoptic_classes, "void": bool (H, W)}}
                                                      # only when training on a panoptic record
@@ -17,6 +19,10 @@ boxes made from image-level labels (the trainer marks them). The RoI heads then 
 as positives only and without a mask loss; the ``"masks"`` of such an instances record are all
 False (no mask target is meaningful: its segmentations are not read), kept only so that every
 input has the same keys and shapes.
+
+The ``"pseudo_annotations"`` of a record (caption pseudo boxes of objects no human labelled in it,
+:mod:`ovdet.data.unlabelled`) are transformed with the image into ``"pseudo_boxes"``,
+``"pseudo_classes"`` and ``"pseudo_scores"``; a record without that key has none of them.
 
 Training drops crowd annotations and boxes that augmentation leaves empty; images whose file
 cannot be read raise :class:`~ovdet.data.image_io.ImageReadError` (callers log and skip them).
@@ -128,6 +134,12 @@ class DatasetMapper:
             format="XYXY", canvas_size=(height, width))
         classes = torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64)
         sample = {"image": tv_tensors.Image(image), "boxes": boxes, "classes": classes}
+        unlabelled = record.get("pseudo_annotations")
+        if unlabelled is not None:
+            sample["pseudo_boxes"] = tv_tensors.BoundingBoxes(
+                torch.tensor([box_to_xyxy(a["bbox"], a["bbox_mode"]) for a in unlabelled],
+                             dtype=torch.float32).reshape(-1, 4),
+                format="XYXY", canvas_size=(height, width))
         image_labelled = bool(record.get("image_labelled", False))
         if self.with_masks and not image_labelled:
             masks = [decode_segmentation(a["segmentation"], height, width) if "segmentation" in a
@@ -145,6 +157,8 @@ class DatasetMapper:
         elif self.with_masks:
             instances["masks"] = sample["masks"].as_subclass(torch.Tensor)[keep].bool()
         instances["image_labelled"] = torch.tensor(image_labelled)
+        if unlabelled is not None:
+            instances.update(_pseudo_instances(sample["pseudo_boxes"], unlabelled))
         output["instances"] = instances
         return output
 
@@ -176,6 +190,19 @@ class DatasetMapper:
         instances["image_labelled"] = torch.tensor(bool(record.get("image_labelled", False)))
         output["instances"] = instances
         return output
+
+
+def _pseudo_instances(boxes: tv_tensors.BoundingBoxes, annotations: list[dict]
+                      ) -> dict[str, torch.Tensor]:
+    """Transformed pseudo boxes (M, 4) and their annotations -> ``{"pseudo_boxes": (M', 4),
+    "pseudo_classes": (M',) int64, "pseudo_scores": (M',) float}``, boxes that the augmentation
+    left empty dropped."""
+    boxes = boxes.as_subclass(torch.Tensor)
+    keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+    classes = torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64)
+    scores = torch.tensor([a["pseudo_score"] for a in annotations], dtype=torch.float32)
+    return {"pseudo_boxes": boxes[keep], "pseudo_classes": classes[keep],
+            "pseudo_scores": scores[keep]}
 
 
 def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,11 @@ Data: the datasets of ``DATASETS.TRAIN``, concatenated, or mixed in every batch 
 the training vocabulary is then the union of the datasets' classes (:func:`training_vocabulary`,
 the records' ids remapped into it by :func:`training_records`), the base classes are those of the
 box-labelled datasets (:func:`training_base_names`), and the RoI heads train image-labelled images
-on their positives only (:mod:`ovdet.modeling.roi_heads.open_vocab_heads`).
+on their positives only (:mod:`ovdet.modeling.roi_heads.open_vocab_heads`). The datasets of
+``DATASETS.PSEUDO_BOXES`` hold caption pseudo boxes of the human-labelled images: each such image
+gets those of categories it has no human box of as unlabelled objects (:mod:`ovdet.data.unlabelled`),
+their classes join the training vocabulary and stay novel; one also named in ``DATASETS.TRAIN`` is
+trained on as well, its pseudo boxes as complete annotations.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ from ..data.catalog import DatasetCatalog
 from ..data.class_counts import class_image_counts
 from ..data.loader import build_train_loader
 from ..data.mapper import DatasetMapper
+from ..data.unlabelled import attach_pseudo_boxes
 from ..utils.io import atomic_open, finite_json
 from ..modeling.vocabulary import normalize_class_name
 from .checkpoint import CheckpointError, DetectorCheckpointer
@@ -129,15 +134,46 @@ def _ordered_union(class_lists: Iterable[Sequence[str]]) -> list[str]:
     return list(union.values())
 
 
-def training_vocabulary(dataset_names: Sequence[str],
-                        image_labelled: Sequence[str] = ()) -> list[str]:
-    """The class names of the training datasets. Without image-labelled datasets they must agree
-    (and not be empty); with some (``DATASETS.IMAGE_LABELLED``, :func:`check_image_labelled`),
-    the vocabulary is their ordered union: the first dataset's classes, then the names the others
-    add, in order of appearance (names compared in normal form, the first spelling kept)."""
+def check_pseudo_boxes(dataset_names: Sequence[str], image_labelled: Sequence[str],
+                       pseudo_boxes: Sequence[str]) -> None:
+    """``DATASETS.PSEUDO_BOXES`` must name registered detection datasets (not image-labelled
+    ones) and leave a box-labelled dataset of ``DATASETS.TRAIN`` to attach them to."""
+    DatasetCatalog.check(pseudo_boxes, "DATASETS.PSEUDO_BOXES")
+    both = [name for name in pseudo_boxes if name in image_labelled]
+    if both:
+        raise ConfigError(f"{both} are named in both DATASETS.PSEUDO_BOXES and "
+                          "DATASETS.IMAGE_LABELLED; a dataset's boxes are caption pseudo boxes or "
+                          "boxes from image-level labels, not both")
+    panoptic = [name for name in pseudo_boxes
+                if DatasetCatalog.metadata(name).evaluator_type == "coco_panoptic"]
+    if panoptic:
+        raise ConfigError(f"DATASETS.PSEUDO_BOXES names panoptic datasets {panoptic}; pseudo "
+                          "boxes are a COCO instances file")
+    if pseudo_boxes and not human_labelled(dataset_names, image_labelled, pseudo_boxes):
+        raise ConfigError("DATASETS.PSEUDO_BOXES needs a dataset of human boxes in "
+                          f"DATASETS.TRAIN {tuple(dataset_names)} (not itself a pseudo-box or "
+                          "image-labelled dataset) to attach the pseudo boxes to")
+
+
+def human_labelled(dataset_names: Sequence[str], image_labelled: Sequence[str] = (),
+                   pseudo_boxes: Sequence[str] = ()) -> list[str]:
+    """The datasets of ``dataset_names`` whose boxes a human drew: neither image-labelled nor
+    caption pseudo boxes."""
+    return [name for name in dataset_names
+            if name not in image_labelled and name not in pseudo_boxes]
+
+
+def training_vocabulary(dataset_names: Sequence[str], image_labelled: Sequence[str] = (),
+                        pseudo_boxes: Sequence[str] = ()) -> list[str]:
+    """The class names of the training datasets. Without image-labelled or pseudo-box datasets
+    they must agree (and not be empty); with some (``DATASETS.IMAGE_LABELLED``,
+    ``DATASETS.PSEUDO_BOXES``), the vocabulary is their ordered union: the first dataset's
+    classes, then the names the others add, in order of appearance, then those the pseudo-box
+    datasets add (names compared in normal form, the first spelling kept)."""
     if not dataset_names:
         raise ConfigError("DATASETS.TRAIN is empty: name at least one registered dataset")
     check_image_labelled(dataset_names, image_labelled)
+    check_pseudo_boxes(dataset_names, image_labelled, pseudo_boxes)
     vocabularies = {name: DatasetCatalog.metadata(name).thing_classes for name in dataset_names}
     for name, classes in vocabularies.items():
         if not classes:
@@ -145,8 +181,10 @@ def training_vocabulary(dataset_names: Sequence[str],
                 f"training dataset {name!r} has no base classes: every category of "
                 f"{DatasetCatalog.metadata(name).json_file or 'its json'} is novel, and a "
                 "training set (keep='base') drops novel ones; mark fewer categories novel")
-    if image_labelled:
-        return _ordered_union(vocabularies[name] for name in dataset_names)
+    if image_labelled or pseudo_boxes:
+        return _ordered_union([*(vocabularies[name] for name in dataset_names),
+                               *(DatasetCatalog.metadata(name).thing_classes
+                                 for name in pseudo_boxes)])
     first = vocabularies[dataset_names[0]]
     for name, classes in vocabularies.items():
         if classes != first:
@@ -155,35 +193,47 @@ def training_vocabulary(dataset_names: Sequence[str],
     return list(first)
 
 
-def training_base_names(dataset_names: Sequence[str],
-                        image_labelled: Sequence[str] = ()) -> list[str]:
-    """The classes the detector counts as base after training: those of the box-labelled
-    datasets (not in ``image_labelled``), in vocabulary order. A class known only from image
-    labels stays novel (scored with the novel weights of the CLIP ensemble)."""
-    vocabulary = training_vocabulary(dataset_names, image_labelled)
-    boxed = {normalize_class_name(c) for name in dataset_names if name not in image_labelled
+def training_base_names(dataset_names: Sequence[str], image_labelled: Sequence[str] = (),
+                        pseudo_boxes: Sequence[str] = ()) -> list[str]:
+    """The classes the detector counts as base after training: those of the human-labelled
+    datasets (:func:`human_labelled`), in vocabulary order. A class known only from image labels
+    or caption pseudo boxes stays novel (scored with the novel weights of the CLIP ensemble)."""
+    vocabulary = training_vocabulary(dataset_names, image_labelled, pseudo_boxes)
+    boxed = {normalize_class_name(c)
+             for name in human_labelled(dataset_names, image_labelled, pseudo_boxes)
              for c in DatasetCatalog.metadata(name).thing_classes}
     return [name for name in vocabulary if normalize_class_name(name) in boxed]
 
 
-def training_records(dataset_names: Sequence[str], image_labelled: Sequence[str] = ()
-                     ) -> list[tuple[str, list[dict]]]:
+def training_records(dataset_names: Sequence[str], image_labelled: Sequence[str] = (),
+                     pseudo_boxes: Sequence[str] = ()) -> list[tuple[str, list[dict]]]:
     """``(name, dataset dicts)`` of each training dataset, as the loader reads them. Without
-    image-labelled datasets, the catalog's dicts as they are. With some, copies (the catalog's
-    are never changed) whose ``category_id`` indexes :func:`training_vocabulary`'s union, and
-    whose records of an image-labelled dataset carry ``"image_labelled": True`` (the mapper
-    passes it to the model)."""
-    if not image_labelled:
+    image-labelled or pseudo-box datasets, the catalog's dicts as they are. With some, copies
+    (the catalog's are never changed) whose ``category_id`` indexes :func:`training_vocabulary`'s
+    union; records of an image-labelled dataset carry ``"image_labelled": True`` (the mapper
+    passes it to the model), and records of a human-labelled dataset carry the
+    ``"pseudo_annotations"`` of their image from the datasets of ``pseudo_boxes``
+    (:func:`ovdet.data.unlabelled.attach_pseudo_boxes`)."""
+    if not image_labelled and not pseudo_boxes:
         return [(name, DatasetCatalog.get(name)) for name in dataset_names]
-    vocabulary = training_vocabulary(dataset_names, image_labelled)
+    vocabulary = training_vocabulary(dataset_names, image_labelled, pseudo_boxes)
     index = {normalize_class_name(c): k for k, c in enumerate(vocabulary)}
+
+    def to_union(name: str) -> list[int]:
+        return [index[normalize_class_name(c)] for c in DatasetCatalog.metadata(name).thing_classes]
+
+    humans = human_labelled(dataset_names, image_labelled, pseudo_boxes)
     datasets = []
     for name in dataset_names:
-        to_union = [index[normalize_class_name(c)]
-                    for c in DatasetCatalog.metadata(name).thing_classes]
+        ids = to_union(name)
+        if name in humans and pseudo_boxes:
+            datasets.append((name, attach_pseudo_boxes(
+                DatasetCatalog.get(name), name, ids,
+                [(p, DatasetCatalog.get(p), to_union(p)) for p in pseudo_boxes])))
+            continue
         mark = {"image_labelled": True} if name in image_labelled else {}
         datasets.append((name, [
-            {**record, **mark, "annotations": [{**a, "category_id": to_union[a["category_id"]]}
+            {**record, **mark, "annotations": [{**a, "category_id": ids[a["category_id"]]}
                                                for a in record.get("annotations", [])]}
             for record in DatasetCatalog.get(name)]))
     return datasets
@@ -253,13 +303,15 @@ class Trainer:
             raise ConfigError(f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} is not divisible "
                               f"by the {world} processes")
         names, image_labelled = list(cfg.DATASETS.TRAIN), list(cfg.DATASETS.IMAGE_LABELLED)
-        datasets = training_records(names, image_labelled)
+        pseudo_boxes = list(cfg.DATASETS.PSEUDO_BOXES)
+        datasets = training_records(names, image_labelled, pseudo_boxes)
         vocabulary = unwrap(self.model).vocabulary  # the federated loss samples by frequency
-        if image_labelled:
-            expected = training_vocabulary(names, image_labelled)
+        if image_labelled or pseudo_boxes:
+            expected = training_vocabulary(names, image_labelled, pseudo_boxes)
             if [normalize_class_name(n) for n in vocabulary] != \
                     [normalize_class_name(n) for n in expected]:
-                raise ConfigError(f"with DATASETS.IMAGE_LABELLED the model must be trained on "
+                raise ConfigError(f"with DATASETS.IMAGE_LABELLED or DATASETS.PSEUDO_BOXES the "
+                                  f"model must be trained on "
                                   f"the union of the training classes {expected} (its "
                                   f"set_training_vocabulary), not on {list(vocabulary)}")
         records = [r for _, dataset in datasets for r in dataset]

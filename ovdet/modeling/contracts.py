@@ -151,7 +151,8 @@ class Scorer(Protocol):
 class Criterion(Protocol):
     """RoI training results -> named scalar losses (an ``nn.Module``). A criterion with a
     non-empty ``extra_names`` attribute is also given ``extra_embeddings`` (U, D): the embeddings
-    of those of its names that are not in the training vocabulary."""
+    of those of its names that are not in the training vocabulary; one whose ``wants_images`` is
+    True is also given ``images``, the batch's ``ImageList`` as the backbone saw it."""
 
     def __call__(self, roi_results: list[dict[str, torch.Tensor]], class_embeddings: torch.Tensor,
                  targets: list[dict]) -> dict[str, torch.Tensor]: ...

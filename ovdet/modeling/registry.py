@@ -26,6 +26,7 @@ BUILTIN_COMPONENT_MODULES = (
     "ovdet.modeling.roi_heads.mask_head",
     "ovdet.modeling.roi_heads.open_vocab_heads",
     "ovdet.modeling.roi_heads.contrastive",
+    "ovdet.modeling.roi_heads.distillation",
     "ovdet.modeling.vocabulary",
     "ovdet.modeling.scoring",
     "ovdet.modeling.panoptic.scoring",
@@ -107,7 +108,10 @@ ROI_HEADS_REGISTRY = _registry("ROI_HEADS", """Per-region heads (:class:`contrac
 class_image_counts=None) -> (results, losses)`` in both modes (``losses`` is empty at inference;
 ``class_image_counts``: (C,) training images per class, or None). ``results`` per image: training
 ``{"boxes": (R, 4) sampled proposals, "labels": (R,) in [0, C] (C = background),
-"region_embeddings": (R, D) unit norm, "logits": (R, C + 1)}``; inference ``{"boxes": (P, 4)
+"region_embeddings": (R, D) unit norm, "logits": (R, C + 1)}``, optionally with ``"weights": (R,)``
+(each region's classification loss weight; 0: left out) and ``"unlabelled": (R,) bool`` (over a
+caption pseudo box of an object no human labelled; what ``TeacherDistillation`` distils by
+default); inference ``{"boxes": (P, 4)
 decoded xyxy, "probabilities": (P, C), "region_embeddings": (P, D)}``, row p for proposal p (the
 scorer pairs rows with the proposals and their objectness). ``predict_masks(features, boxes,
 image_sizes)`` and ``mask_on``. Built as ``cls(cfg, input_shape, embed_dim)``.""")
@@ -149,7 +153,9 @@ CRITERION_REGISTRY = _registry("CRITERION", """Extra training losses (:class:`co
 criterion whose ``extra_names`` attribute is non-empty (names beyond the training vocabulary,
 e.g. the unseen classes of the zero-shot protocol) is also given ``extra_embeddings=`` their
 (U, D) embeddings from the vocabulary's source (names already in the training vocabulary left
-out). Built as ``cls(cfg)``.""")
+out); one whose ``wants_images`` attribute is True is also given ``images=``, the batch as the
+backbone saw it (an ``ImageList`` of normalised, padded images), e.g. for a teacher model. Built
+as ``cls(cfg)``.""")
 
 
 def build_from_registry(registry: ComponentRegistry, name: str, cfg: CfgNode, *args: Any) -> Any:

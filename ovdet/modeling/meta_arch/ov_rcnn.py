@@ -275,6 +275,8 @@ class OpenVocabRCNN(nn.Module):
         for name, criterion in self.criteria.items():
             extra = self.extra_embeddings(getattr(criterion, "extra_names", ()))
             kwargs = {} if extra is None else {"extra_embeddings": extra}
+            if getattr(criterion, "wants_images", False):
+                kwargs["images"] = images
             losses = self._merged(losses, criterion(roi_results, class_embeddings, targets,
                                                     **kwargs), f"criterion {name!r}")
         return losses

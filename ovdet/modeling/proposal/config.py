@@ -18,3 +18,8 @@ def add_rpn_config(cfg: CfgNode) -> None:
     cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 1000
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
     cfg.MODEL.RPN.NMS_THRESH = 0.7
+    # caption pseudo boxes of objects no human labelled (DATASETS.PSEUDO_BOXES): "background"
+    # (not used), "ignore" (anchors over them, IoU >= UNLABELLED_IOU, leave the objectness loss)
+    # or "positive" (matched like human boxes)
+    cfg.MODEL.RPN.UNLABELLED = "background"
+    cfg.MODEL.RPN.UNLABELLED_IOU = 0.5

@@ -1,5 +1,5 @@
 """Config defaults of the RoI heads (``MODEL.ROI_HEADS``, ``MODEL.ROI_MASK_HEAD``) and of their
-contrastive criteria (``MODEL.CONTRASTIVE``)."""
+contrastive and distillation criteria (``MODEL.CONTRASTIVE``, ``MODEL.DISTILLATION``)."""
 from __future__ import annotations
 
 from ...config.config import CfgNode
@@ -18,6 +18,13 @@ def add_roi_heads_config(cfg: CfgNode) -> None:
     cfg.MODEL.ROI_HEADS.FED_NUM_CLASSES = 50
     # federated sampling weight of a class: (images holding it in the training set) ** this
     cfg.MODEL.ROI_HEADS.FED_FREQ_WEIGHT_POWER = 0.5
+    # proposals over caption pseudo boxes of objects no human labelled (DATASETS.PSEUDO_BOXES):
+    # "background" (PB-OVD: the pseudo boxes are not used), "ignore" (neither foreground nor
+    # background: no loss) or "soft" (positives of the pseudo box's class, their losses weighted
+    # by SOFT_WEIGHT x pseudo_score, below a human box's 1)
+    cfg.MODEL.ROI_HEADS.UNLABELLED = "background"
+    cfg.MODEL.ROI_HEADS.UNLABELLED_IOU = 0.5  # "over" a pseudo box: best match, IoU >= this
+    cfg.MODEL.ROI_HEADS.SOFT_WEIGHT = 1.0
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
     cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 100
@@ -40,3 +47,10 @@ def add_roi_heads_config(cfg: CfgNode) -> None:
     # "ovd": unseen names never enter training; "zsd": they enter RCCL's similarity distribution
     cfg.MODEL.CONTRASTIVE.PROTOCOL = "ovd"
     cfg.MODEL.CONTRASTIVE.UNSEEN_NAMES = ()  # zsd; () = the novel classes of DATASETS.TEST
+    # distillation toward a frozen detector (ovdet.modeling.roi_heads.distillation), on when
+    # MODEL.CRITERIA names TeacherDistillation (loss_distill)
+    cfg.MODEL.DISTILLATION = CfgNode()
+    cfg.MODEL.DISTILLATION.WEIGHTS = ""  # the teacher's checkpoint; "" = MODEL.WEIGHTS
+    # the sampled proposals distilled: "unlabelled" (over caption pseudo boxes of objects no human
+    # labelled, DATASETS.PSEUDO_BOXES) or "all"
+    cfg.MODEL.DISTILLATION.REGIONS = "unlabelled"

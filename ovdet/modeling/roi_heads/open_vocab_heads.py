@@ -23,6 +23,22 @@
   before. Normalisation is unchanged: ``loss_cls`` averages over the batch's sampled proposals
   (the kept positives of an image-labelled image count, its dropped negatives do not), and
   ``loss_box_reg`` sums over positives and divides by that same number of sampled proposals.
+* Unlabelled objects (novel-aware fine-tuning): a box-labelled target may carry caption pseudo
+  boxes of objects no human labelled (``"pseudo_boxes"`` (M, 4), ``"pseudo_classes"``,
+  ``"pseudo_scores"``; :mod:`ovdet.data.unlabelled`). A proposal is *over* one when its best match
+  among the human and pseudo boxes is a pseudo box at IoU >= ``unlabelled_iou``
+  (:func:`ovdet.modeling.unlabelled.unlabelled_matches`). ``unlabelled`` says what the heads make
+  of them: ``"background"`` (default, PB-OVD's fine-tuning) nothing: proposals are matched to the
+  human boxes alone; ``"ignore"``: a would-be background proposal over a pseudo box is neither
+  sampled as foreground nor as background; the heads' losses never see it, but up to
+  ``batch_size_per_image`` of them join the results with label C and weight 0, for criteria;
+  ``"soft"``: the pseudo boxes join the human boxes as truth (and as proposals), a proposal
+  matched to one is a positive of its class whose classification and box losses are weighted by
+  ``soft_weight x pseudo_score`` (a human box's weight is 1), and it gets no mask loss. With
+  weights, ``loss_cls`` is the weighted sum of the regions' losses over the number of regions of
+  weight > 0, and ``loss_box_reg`` the weighted sum over positives over that same number (with
+  every weight 1, the formulas above). The training results carry each region's ``"weights"``
+  (R,) and ``"unlabelled"`` (R,) bool (over a pseudo box).
 """
 from __future__ import annotations
 
@@ -41,6 +57,7 @@ from torchvision.ops import MultiScaleRoIAlign, box_iou, boxes as box_ops
 from ...config import CfgNode, ConfigError, configurable
 from ..contracts import ShapeSpec
 from ..registry import ROI_HEADS_REGISTRY, ROI_MASK_HEAD_REGISTRY, build_from_registry
+from ..unlabelled import ROI_MODES, check_mode, unlabelled_matches
 
 
 class CosineClassifier(nn.Module):
@@ -95,7 +112,8 @@ class OpenVocabROIHeads(nn.Module):
     returns the sampled proposals with their labels, region embeddings and logits, and the losses
     ``loss_cls``, ``loss_box_reg`` (and ``loss_mask``); inference returns the decoded
     class-agnostic boxes (P, 4) xyxy, class probabilities (P, C) without background and region
-    embeddings, and no losses. Masks of final boxes come from :meth:`predict_masks`.
+    embeddings, and no losses. Training results also carry ``"weights"`` and ``"unlabelled"``
+    (module doc). Masks of final boxes come from :meth:`predict_masks`.
     ``class_image_counts``: (C,) training images per class, the base of the federated sampling
     weights (uniform when None). ``targets``: per image ``{"boxes": (N, 4) xyxy, "classes": (N,)
     int64, "masks": (N, H, W) bool (with a mask head), "image_labelled": () bool (optional, False
@@ -110,6 +128,8 @@ class OpenVocabROIHeads(nn.Module):
             module order, as in detectors trained before the mask head was a registry), or None
             for boxes only.
         fed_num_classes, fed_freq_weight_power: the federated loss (module doc).
+        unlabelled, unlabelled_iou, soft_weight: what proposals over caption pseudo boxes of
+            unlabelled objects are (module doc): ``"background"``, ``"ignore"`` or ``"soft"``.
     """
 
     @configurable
@@ -120,7 +140,9 @@ class OpenVocabROIHeads(nn.Module):
                  fed_num_classes: int = 50, fed_freq_weight_power: float = 0.5,
                  mask_head: nn.Module | Callable[[], nn.Module] | None = None,
                  mask_pooler_resolution: int = 14,
-                 box_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)) -> None:
+                 box_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+                 unlabelled: str = "background", unlabelled_iou: float = 0.5,
+                 soft_weight: float = 1.0) -> None:
         super().__init__()
         if loss_type not in ("softmax", "federated_sigmoid"):
             raise ValueError(f"loss_type must be 'softmax' or 'federated_sigmoid', got {loss_type!r}")
@@ -134,6 +156,12 @@ class OpenVocabROIHeads(nn.Module):
         self.matcher = det_utils.Matcher(iou_threshold, iou_threshold, allow_low_quality_matches=False)
         self.sampler = det_utils.BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
         self.loss_type = loss_type
+        self.unlabelled = check_mode(unlabelled, ROI_MODES, "unlabelled")
+        self.unlabelled_iou = unlabelled_iou
+        if not 0 < soft_weight <= 1:
+            raise ValueError(f"soft_weight must be in (0, 1] (a pseudo box weighs less than a "
+                             f"human box, whose weight is 1), got {soft_weight}")
+        self.soft_weight = soft_weight
         self.fed_num_classes = fed_num_classes
         self.fed_freq_weight_power = fed_freq_weight_power
         self.mask_on = mask_head is not None
@@ -160,17 +188,27 @@ class OpenVocabROIHeads(nn.Module):
                 "positive_fraction": heads.POSITIVE_FRACTION, "iou_threshold": heads.IOU_THRESHOLD,
                 "loss_type": heads.LOSS, "fed_num_classes": heads.FED_NUM_CLASSES,
                 "fed_freq_weight_power": heads.FED_FREQ_WEIGHT_POWER,
-                "mask_head": mask_head, "mask_pooler_resolution": mask.POOLER_RESOLUTION}
+                "mask_head": mask_head, "mask_pooler_resolution": mask.POOLER_RESOLUTION,
+                "unlabelled": heads.UNLABELLED, "unlabelled_iou": heads.UNLABELLED_IOU,
+                "soft_weight": heads.SOFT_WEIGHT}
 
-    def _sample(self, proposals: list[torch.Tensor], targets: list[dict], num_classes: int):
+    def _sample(self, proposals: list[torch.Tensor], targets: list[dict], num_classes: int
+                ) -> list[dict[str, torch.Tensor]]:
         """Adds ground truth to the proposals, matches and samples them. Returns per image the
-        sampled boxes, their labels (``num_classes`` = background), regression targets and the
-        index of the matched ground truth (-1 for background). An image-labelled target keeps its
-        sampled positives only (module doc)."""
-        boxes, labels, deltas, matched = [], [], [], []
+        sampled ``"boxes"``, their ``"labels"`` (``num_classes`` = background), regression
+        ``"deltas"``, the index of the matched human box (``"matched"``, -1 for background and
+        soft positives), the classification loss ``"weights"`` and whether each region is over an
+        unlabelled pseudo box (``"unlabelled"``) (module doc). An image-labelled target keeps its
+        sampled positives only."""
+        samples = []
         for props, target in zip(proposals, targets):
-            positive_only = is_image_labelled(target)
             gt_boxes, gt_classes = target["boxes"], target["classes"]
+            pseudo = target.get("pseudo_boxes", gt_boxes[:0])
+            weights = torch.ones(len(gt_boxes), device=gt_boxes.device)
+            if self.unlabelled == "soft" and len(pseudo):  # pseudo boxes join as weighted truth
+                gt_boxes = torch.cat([gt_boxes, pseudo])
+                gt_classes = torch.cat([gt_classes, target["pseudo_classes"]])
+                weights = torch.cat([weights, self.soft_weight * target["pseudo_scores"]])
             props = torch.cat([props.detach(), gt_boxes])
             if gt_boxes.numel():
                 matches = self.matcher(box_iou(gt_boxes, props))
@@ -178,18 +216,33 @@ class OpenVocabROIHeads(nn.Module):
                 image_labels = gt_classes[index].clone()
                 image_labels[matches < 0] = num_classes
                 matched_boxes = gt_boxes[index]
+                region_weights = torch.where(matches >= 0, weights[index], 1.0)
             else:
                 matches = torch.full((len(props),), -1, dtype=torch.int64, device=props.device)
                 image_labels = torch.full((len(props),), num_classes, dtype=torch.int64,
                                           device=props.device)
                 matched_boxes = props
-            positive, negative = self.sampler([(image_labels < num_classes).long()])
-            keep = torch.where(positive[0] if positive_only else positive[0] | negative[0])[0]
-            boxes.append(props[keep])
-            labels.append(image_labels[keep])
-            deltas.append(self.box_coder.encode_single(matched_boxes[keep], props[keep]))
-            matched.append(torch.where(image_labels[keep] < num_classes, matches[keep], -1))
-        return boxes, labels, deltas, matched
+                region_weights = torch.ones(len(props), device=props.device)
+            over = unlabelled_matches(props, target["boxes"], pseudo, self.unlabelled_iou) >= 0
+            kinds = (image_labels < num_classes).long()  # 1 object, 0 background, -1 left out
+            if self.unlabelled == "ignore":
+                kinds[over & (kinds == 0)] = -1
+            positive, negative = self.sampler([kinds])
+            keep = positive[0] if is_image_labelled(target) else positive[0] | negative[0]
+            keep = torch.where(keep)[0]
+            if self.unlabelled == "ignore":  # criteria see them; no loss of the heads does
+                ignored = torch.where(kinds < 0)[0]
+                ignored = ignored[torch.randperm(len(ignored), device=ignored.device)
+                                  [:self.sampler.batch_size_per_image]]
+                keep = torch.cat([keep, ignored])
+                region_weights[ignored] = 0.0
+            human = (matches >= 0) & (matches < len(target["boxes"]))
+            samples.append({
+                "boxes": props[keep], "labels": image_labels[keep],
+                "deltas": self.box_coder.encode_single(matched_boxes[keep], props[keep]),
+                "matched": torch.where(human[keep], matches[keep], -1),
+                "weights": region_weights[keep], "unlabelled": over[keep]})
+        return samples
 
     def federated_weights(self, class_image_counts: torch.Tensor | None) -> torch.Tensor | None:
         """(C,) sampling weights ``counts ** fed_freq_weight_power`` (None: uniform)."""
@@ -197,20 +250,45 @@ class OpenVocabROIHeads(nn.Module):
             return None
         return class_image_counts.float() ** self.fed_freq_weight_power
 
-    def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor,
+    def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
                     class_image_counts: torch.Tensor | None) -> torch.Tensor:
+        """Classification loss of the (R, C + 1) ``logits``: sum over regions of ``weights`` x
+        the region's loss, divided by the number of regions of weight > 0 (with every weight 1,
+        the mean)."""
         num_classes = logits.shape[1] - 1
         if not len(labels):  # only image-labelled images, none with a box left: nothing to learn
             return logits.sum() * 0.0
+        counted = max(1, int((weights > 0).sum()))
         if self.loss_type == "softmax":
-            return F.cross_entropy(logits, labels)
+            if bool((weights == 1).all()):
+                return F.cross_entropy(logits, labels)
+            return (weights * F.cross_entropy(logits, labels, reduction="none")).sum() / counted
         # federated sigmoid: background is "no class is 1"; only the selected columns count
         used = federated_classes(labels, num_classes, self.fed_num_classes,
                                  self.federated_weights(class_image_counts))
         targets = F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
         bias = logits[:, :num_classes] - logits[:, num_classes:]  # relative to background
-        loss = F.binary_cross_entropy_with_logits(bias[:, used], targets[:, used], reduction="sum")
-        return loss / max(1, logits.shape[0])
+        loss = F.binary_cross_entropy_with_logits(bias[:, used], targets[:, used], reduction="none")
+        return (weights[:, None] * loss).sum() / counted
+
+    def _box_losses(self, logits: torch.Tensor, box_deltas: torch.Tensor,
+                    samples: list[dict[str, torch.Tensor]], num_classes: int,
+                    class_image_counts: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """``loss_cls`` (:meth:`_class_loss`) and ``loss_box_reg``: smooth L1 of the positives'
+        deltas, each times its weight, summed and divided by the same count of regions."""
+        labels = torch.cat([sample["labels"] for sample in samples])
+        deltas = torch.cat([sample["deltas"] for sample in samples])
+        weights = torch.cat([sample["weights"] for sample in samples])
+        positive = labels < num_classes
+        regression = F.smooth_l1_loss(box_deltas[positive], deltas[positive], beta=1 / 9,
+                                      reduction="none")
+        if bool((weights == 1).all()):
+            loss_box_reg = regression.sum() / max(1, len(labels))
+        else:
+            loss_box_reg = ((weights[positive, None] * regression).sum()
+                            / max(1, int((weights > 0).sum())))
+        return {"loss_cls": self._class_loss(logits, labels, weights, class_image_counts),
+                "loss_box_reg": loss_box_reg}
 
     def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
                 image_sizes: list[tuple[int, int]], class_embeddings: torch.Tensor,
@@ -220,7 +298,8 @@ class OpenVocabROIHeads(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("training needs targets")
-            boxes, labels, deltas, matched = self._sample(proposals, targets, num_classes)
+            samples = self._sample(proposals, targets, num_classes)
+            boxes = [sample["boxes"] for sample in samples]
         else:
             boxes = proposals
         region = self.box_head(self.box_pooler(features, boxes, image_sizes))
@@ -229,18 +308,17 @@ class OpenVocabROIHeads(nn.Module):
         box_deltas = self.box_regressor(region)
         counts = [len(b) for b in boxes]
         if self.training:
-            labels_all, deltas_all = torch.cat(labels), torch.cat(deltas)
-            positive = labels_all < num_classes
-            losses = {"loss_cls": self._class_loss(logits, labels_all, class_image_counts),
-                      "loss_box_reg": F.smooth_l1_loss(box_deltas[positive], deltas_all[positive],
-                                                       beta=1 / 9, reduction="sum")
-                      / max(1, labels_all.numel())}
+            losses = self._box_losses(logits, box_deltas, samples, num_classes,
+                                      class_image_counts)
             if self.mask_on:
-                losses["loss_mask"] = self._mask_loss(features, boxes, labels, matched,
-                                                      image_sizes, targets, num_classes)
-            results = [{"boxes": b, "labels": lab, "region_embeddings": e, "logits": g}
-                       for b, lab, e, g in zip(boxes, labels, embeddings.split(counts),
-                                               logits.split(counts))]
+                losses["loss_mask"] = self._mask_loss(
+                    features, boxes, [sample["matched"] for sample in samples], image_sizes,
+                    targets)
+            results = [{"boxes": b, "labels": sample["labels"], "region_embeddings": e,
+                        "logits": g, "weights": sample["weights"],
+                        "unlabelled": sample["unlabelled"]}
+                       for b, sample, e, g in zip(boxes, samples, embeddings.split(counts),
+                                                  logits.split(counts))]
             return results, losses
         decoded = self.box_coder.decode(box_deltas, boxes).reshape(-1, 4)
         results = [{"boxes": box_ops.clip_boxes_to_image(image_boxes, size),
@@ -256,13 +334,12 @@ class OpenVocabROIHeads(nn.Module):
             return logits.softmax(dim=-1)[:, :-1]
         return torch.sigmoid(logits[:, :-1] - logits[:, -1:])
 
-    def _mask_loss(self, features, boxes, labels, matched, image_sizes, targets, num_classes):
-        """Mask loss on the positives of box-labelled images (image-labelled ones have no mask
-        target)."""
+    def _mask_loss(self, features, boxes, matched, image_sizes, targets):
+        """Mask loss on the positives of human boxes (``matched`` >= 0) of box-labelled images
+        (image-labelled ones and pseudo boxes have no mask target)."""
         positive_boxes, positive_matched = [], []
-        for image_boxes, image_labels, image_matched, target in zip(boxes, labels, matched,
-                                                                    targets):
-            keep = image_labels < num_classes
+        for image_boxes, image_matched, target in zip(boxes, matched, targets):
+            keep = image_matched >= 0
             if is_image_labelled(target):
                 keep = torch.zeros_like(keep)
             positive_boxes.append(image_boxes[keep])
