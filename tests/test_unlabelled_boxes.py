@@ -48,10 +48,10 @@ def test_pseudo_boxes_of_unlabelled_categories_are_attached():
     human = [_record(1, "a/1.png", [((4, 4, 16, 16), 0, {})]),
              _record(2, "a/2.png", []),
              _record(3, "a/3.png", [((0, 0, 8, 8), 1, {})])]
-    pseudo = [_record(1, "b/1.png", [((5, 5, 15, 15), 0, {"pseudo_score": 0.9}),   # labelled
+    pseudo = [_record(1, "a/1.png", [((5, 5, 15, 15), 0, {"pseudo_score": 0.9}),   # labelled
                                      ((40, 40, 20, 20), 2, {"pseudo_score": 0.7}),
                                      ((30, 0, 8, 8), 2, {"pseudo_score": 0.4, "iscrowd": 1})]),
-              _record(2, "b/2.png", [((1, 2, 3, 4), 1, {})])]  # no score: 1.0
+              _record(2, "a/2.png", [((1, 2, 3, 4), 1, {})])]  # no score: 1.0
     before = copy.deepcopy(human)
     # human classes (a, b) -> vocabulary (a, b, c) = ids 0, 1; pseudo (a, b, c) -> 0, 1, 2
     out = attach_pseudo_boxes(human, "human", [0, 1], [("pseudo", pseudo, [0, 1, 2])])
@@ -66,7 +66,11 @@ def test_pseudo_boxes_of_unlabelled_categories_are_attached():
         attach_pseudo_boxes(human, "human", [0, 1], [("pseudo", [_record(9, "9.png", [])],
                                                       [0, 1, 2])])
     with pytest.raises(DatasetError, match="3.png"):
-        attach_pseudo_boxes(human, "human", [0, 1], [("pseudo", [_record(1, "3.png", [])],
+        attach_pseudo_boxes(human, "human", [0, 1], [("pseudo", [_record(1, "a/3.png", [])],
+                                                      [0, 1, 2])])
+    # the same file name under another root is another image (e.g. val's 1.png)
+    with pytest.raises(DatasetError, match="same image root"):
+        attach_pseudo_boxes(human, "human", [0, 1], [("pseudo", [_record(1, "val/1.png", [])],
                                                       [0, 1, 2])])
 
 
@@ -207,9 +211,9 @@ def test_soft_positives_are_weighted_by_pseudo_score():
 
 
 def test_unlabelled_options_are_checked():
-    with pytest.raises(ValueError, match="unlabelled"):
+    with pytest.raises(ValueError, match="MODEL.ROI_HEADS.UNLABELLED"):
         OpenVocabROIHeads(in_channels=4, featmap_names=("p2",), embed_dim=8, unlabelled="drop")
-    with pytest.raises(ValueError, match="soft_weight"):
+    with pytest.raises(ValueError, match="SOFT_WEIGHT"):
         OpenVocabROIHeads(in_channels=4, featmap_names=("p2",), embed_dim=8, soft_weight=1.5)
 
 

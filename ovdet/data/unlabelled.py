@@ -39,7 +39,7 @@ def attach_pseudo_boxes(records: list[dict], name: str, human_ids: Sequence[int]
 
     Returns the copies, ``category_id`` of the human annotations mapped by ``human_ids`` and of
     the pseudo annotations by their dataset's ids. A :class:`DatasetError` when an image id of
-    both has different file names in them, or when a pseudo-box dataset shares no image with
+    both names different image files in them (paths compared resolved), or when a pseudo-box dataset shares no image with
     ``records`` (the wrong file).
     """
     lookups = [(pseudo_name, {r["image_id"]: r for r in pseudo_records}, ids)
@@ -56,11 +56,12 @@ def attach_pseudo_boxes(records: list[dict], name: str, human_ids: Sequence[int]
             if pseudo is None:
                 continue
             shared[pseudo_name] += 1
-            if Path(pseudo["file_name"]).name != Path(record["file_name"]).name:
+            if Path(pseudo["file_name"]).resolve() != Path(record["file_name"]).resolve():
                 raise DatasetError(
                     f"image id {record['image_id']} is {record['file_name']} in {name!r} but "
                     f"{pseudo['file_name']} in the pseudo boxes {pseudo_name!r}: they must be "
-                    "made from the same images (the same ids)")
+                    "pseudo boxes of the same images (the same ids, registered with the same "
+                    "image root)")
             for annotation in pseudo.get("annotations", []):
                 category = ids[annotation["category_id"]]
                 if annotation.get("iscrowd", 0) or category in labelled:

@@ -47,7 +47,7 @@ class RPN(RegionProposalNetwork):
                          pre_nms_top_n={"training": pre_nms_top_n[0], "testing": pre_nms_top_n[1]},
                          post_nms_top_n={"training": post_nms_top_n[0], "testing": post_nms_top_n[1]},
                          nms_thresh=nms_thresh)
-        self.unlabelled = check_mode(unlabelled, RPN_MODES, "unlabelled")
+        self.unlabelled = check_mode(unlabelled, RPN_MODES, "MODEL.RPN.UNLABELLED")
         self.unlabelled_iou = unlabelled_iou
 
     def assign_targets_to_anchors(self, anchors: list[torch.Tensor], targets: list[dict]

@@ -156,11 +156,11 @@ class OpenVocabROIHeads(nn.Module):
         self.matcher = det_utils.Matcher(iou_threshold, iou_threshold, allow_low_quality_matches=False)
         self.sampler = det_utils.BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
         self.loss_type = loss_type
-        self.unlabelled = check_mode(unlabelled, ROI_MODES, "unlabelled")
+        self.unlabelled = check_mode(unlabelled, ROI_MODES, "MODEL.ROI_HEADS.UNLABELLED")
         self.unlabelled_iou = unlabelled_iou
         if not 0 < soft_weight <= 1:
-            raise ValueError(f"soft_weight must be in (0, 1] (a pseudo box weighs less than a "
-                             f"human box, whose weight is 1), got {soft_weight}")
+            raise ValueError(f"MODEL.ROI_HEADS.SOFT_WEIGHT must be in (0, 1] (a pseudo box "
+                             f"weighs less than a human box, whose weight is 1), got {soft_weight}")
         self.soft_weight = soft_weight
         self.fed_num_classes = fed_num_classes
         self.fed_freq_weight_power = fed_freq_weight_power
