@@ -67,11 +67,13 @@ AP50 (generalized OVD: the GZSD pass's seen and unseen mAP50), ZSD mAP50 and Rec
 stderr.
 
     python tools/benchmark.py pseudo-finetune [--output-dir output/demo_pseudo]
-        [--rows zero_boxes,pbovd_finetune,ignore,soft,distill,mix,keep] [--check-world DIR]
+        [--rows zero_boxes,pretrain,pbovd_finetune,ignore,soft,distill,mix,keep]
+        [--check-world DIR]
 
 ``pseudo-finetune``: keeping pseudo-box knowledge through fine-tuning on human base boxes. Rows:
 the detector trained on caption pseudo boxes alone (``zero_boxes``, ``ovrcnn_pseudo.yaml``), the
-PB-OVD recipe (``pbovd_finetune``: ``pbovd_pretrain.yaml``, then ``pbovd_finetune.yaml``), and
+same on half the schedule (``pretrain``, ``pbovd_pretrain.yaml``: PB-OVD's stage 1, evaluated as
+it is), the PB-OVD recipe (``pbovd_finetune``: then ``pbovd_finetune.yaml``), and
 the novel-aware fine-tunings of the same pretrained detector on the same 750 iterations:
 ``configs/toyworld/pbovd_keep_<row>.yaml`` for ``ignore``, ``soft``, ``distill`` and ``mix``, and
 ``pbovd_keep.yaml`` (``keep``, the recipe ovdet recommends). Each row trains in
@@ -485,15 +487,16 @@ def contrastive(args: argparse.Namespace) -> dict:
 
 
 TOY_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "toyworld"
+PRETRAIN = ("pbovd_pretrain.yaml", "pbovd_pretrain")  # PB-OVD's stage 1, 750 iterations
 # row -> (config, run folder, starts from the pseudo-box pretrained weights)
 FINETUNE_ROWS = {
     "zero_boxes": ("ovrcnn_pseudo.yaml", "zero_boxes", False),
+    "pretrain": PRETRAIN + (False,),
     "pbovd_finetune": ("pbovd_finetune.yaml", "pbovd_finetune", True),
     **{row: (f"pbovd_keep_{row}.yaml", f"pbovd_keep_{row}", True)
        for row in ("ignore", "soft", "distill", "mix")},
     "keep": ("pbovd_keep.yaml", "pbovd_keep", True),
 }
-PRETRAIN = ("pbovd_pretrain.yaml", "pbovd_pretrain")
 TARGET = {"novel_AP50": 80.0, "base_AP50": 94.0}  # both at once, on val
 
 
