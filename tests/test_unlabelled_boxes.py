@@ -149,12 +149,15 @@ def test_rpn_ignores_or_adds_anchors_over_pseudo_boxes():
 
 
 # ---- RoI heads -------------------------------------------------------------------------------
-def run_heads(mode: str, soft_weight: float = 1.0, proposals=(PSEUDO_BOX,)):
+def run_heads(mode: str, soft_weight: float = 1.0, proposals=(PSEUDO_BOX,), loss="loss_cls",
+              **options):
     """One 64 x 64 image with a human box of class 0 and a pseudo box of class 2 (score 0.6);
-    the features are (1, 4, 64, 64) at stride 1, so RoI align of a box reads only its own pixels."""
+    the features are (1, 4, 64, 64) at stride 1, so RoI align of a box reads only its own pixels.
+    Returns the first image's results, the losses and the features' gradient of ``loss``."""
     torch.manual_seed(0)
     heads = OpenVocabROIHeads(in_channels=4, featmap_names=("p2",), embed_dim=8, hidden_dim=16,
-                              batch_size_per_image=16, unlabelled=mode, soft_weight=soft_weight)
+                              batch_size_per_image=16, unlabelled=mode, soft_weight=soft_weight,
+                              **options)
     heads.train()
     features = {"p2": torch.randn(1, 4, 64, 64, requires_grad=True)}
     target = {"boxes": torch.tensor([HUMAN_BOX]), "classes": torch.tensor([0]),
@@ -162,7 +165,7 @@ def run_heads(mode: str, soft_weight: float = 1.0, proposals=(PSEUDO_BOX,)):
               "pseudo_scores": torch.tensor([0.6])}
     results, losses = heads(features, [torch.tensor(list(proposals))], [(64, 64)],
                             F.normalize(torch.randn(3, 8), dim=-1), targets=[target])
-    losses["loss_cls"].backward()
+    losses[loss].backward()
     return results[0], losses, features["p2"].grad
 
 
@@ -208,6 +211,17 @@ def test_soft_positives_are_weighted_by_pseudo_score():
     assert torch.allclose(losses_full["loss_cls"], human + 0.6 * pseudo, atol=1e-6)
     # box regression is weighted the same way
     assert losses["loss_box_reg"] < losses_full["loss_box_reg"]
+
+
+def test_soft_positives_can_leave_box_regression_to_human_boxes():
+    results, losses, _ = run_heads("soft", soft_box_regression=False, loss="loss_box_reg")
+    _, losses_with, grad_with = run_heads("soft", loss="loss_box_reg")
+    assert torch.allclose(losses["loss_cls"], losses_with["loss_cls"])  # classification as before
+    assert 0 < losses["loss_box_reg"] < losses_with["loss_box_reg"]
+    _, _, grad = run_heads("soft", soft_box_regression=False, loss="loss_box_reg")
+    over_pseudo = grad[..., 40:, 40:]  # read by the pseudo box and the proposal on it alone
+    assert torch.equal(over_pseudo, torch.zeros_like(over_pseudo))
+    assert grad_with[..., 40:, 40:].abs().sum() > 0 and grad[..., 4:20, 4:20].abs().sum() > 0
 
 
 def test_unlabelled_options_are_checked():

@@ -25,6 +25,9 @@ def add_roi_heads_config(cfg: CfgNode) -> None:
     cfg.MODEL.ROI_HEADS.UNLABELLED = "background"
     cfg.MODEL.ROI_HEADS.UNLABELLED_IOU = 0.5  # "over" a pseudo box: best match, IoU >= this
     cfg.MODEL.ROI_HEADS.SOFT_WEIGHT = 1.0
+    # "soft": whether pseudo-box positives train the box regressor too (weighted), or only the
+    # classifier (boxes then learnt from human boxes alone)
+    cfg.MODEL.ROI_HEADS.SOFT_BOX_REGRESSION = True
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
     cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 100

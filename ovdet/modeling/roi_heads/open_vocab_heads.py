@@ -142,7 +142,7 @@ class OpenVocabROIHeads(nn.Module):
                  mask_pooler_resolution: int = 14,
                  box_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
                  unlabelled: str = "background", unlabelled_iou: float = 0.5,
-                 soft_weight: float = 1.0) -> None:
+                 soft_weight: float = 1.0, soft_box_regression: bool = True) -> None:
         super().__init__()
         if loss_type not in ("softmax", "federated_sigmoid"):
             raise ValueError(f"loss_type must be 'softmax' or 'federated_sigmoid', got {loss_type!r}")
@@ -162,6 +162,7 @@ class OpenVocabROIHeads(nn.Module):
             raise ValueError(f"MODEL.ROI_HEADS.SOFT_WEIGHT must be in (0, 1] (a pseudo box "
                              f"weighs less than a human box, whose weight is 1), got {soft_weight}")
         self.soft_weight = soft_weight
+        self.soft_box_regression = soft_box_regression
         self.fed_num_classes = fed_num_classes
         self.fed_freq_weight_power = fed_freq_weight_power
         self.mask_on = mask_head is not None
@@ -190,7 +191,8 @@ class OpenVocabROIHeads(nn.Module):
                 "fed_freq_weight_power": heads.FED_FREQ_WEIGHT_POWER,
                 "mask_head": mask_head, "mask_pooler_resolution": mask.POOLER_RESOLUTION,
                 "unlabelled": heads.UNLABELLED, "unlabelled_iou": heads.UNLABELLED_IOU,
-                "soft_weight": heads.SOFT_WEIGHT}
+                "soft_weight": heads.SOFT_WEIGHT,
+                "soft_box_regression": heads.SOFT_BOX_REGRESSION}
 
     def _sample(self, proposals: list[torch.Tensor], targets: list[dict], num_classes: int
                 ) -> list[dict[str, torch.Tensor]]:
@@ -237,11 +239,14 @@ class OpenVocabROIHeads(nn.Module):
                 keep = torch.cat([keep, ignored])
                 region_weights[ignored] = 0.0
             human = (matches >= 0) & (matches < len(target["boxes"]))
+            box_weights = region_weights if self.soft_box_regression else torch.where(
+                human | (matches < 0), region_weights, 0.0)
             samples.append({
                 "boxes": props[keep], "labels": image_labels[keep],
                 "deltas": self.box_coder.encode_single(matched_boxes[keep], props[keep]),
                 "matched": torch.where(human[keep], matches[keep], -1),
-                "weights": region_weights[keep], "unlabelled": over[keep]})
+                "weights": region_weights[keep], "box_weights": box_weights[keep],
+                "unlabelled": over[keep]})
         return samples
 
     def federated_weights(self, class_image_counts: torch.Tensor | None) -> torch.Tensor | None:
@@ -279,13 +284,14 @@ class OpenVocabROIHeads(nn.Module):
         labels = torch.cat([sample["labels"] for sample in samples])
         deltas = torch.cat([sample["deltas"] for sample in samples])
         weights = torch.cat([sample["weights"] for sample in samples])
+        box_weights = torch.cat([sample["box_weights"] for sample in samples])
         positive = labels < num_classes
         regression = F.smooth_l1_loss(box_deltas[positive], deltas[positive], beta=1 / 9,
                                       reduction="none")
-        if bool((weights == 1).all()):
+        if bool((weights == 1).all()) and bool((box_weights == 1).all()):
             loss_box_reg = regression.sum() / max(1, len(labels))
         else:
-            loss_box_reg = ((weights[positive, None] * regression).sum()
+            loss_box_reg = ((box_weights[positive, None] * regression).sum()
                             / max(1, int((weights > 0).sum())))
         return {"loss_cls": self._class_loss(logits, labels, weights, class_image_counts),
                 "loss_box_reg": loss_box_reg}
