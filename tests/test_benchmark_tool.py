@@ -183,3 +183,16 @@ def test_pseudo_finetune_table_and_target(benchmark, tmp_path, monkeypatch, caps
     check = calls[1]  # the second world: an --eval-only pass, boxes only
     assert "--eval-only" in check and check[check.index("MODEL.MASK_ON") + 1] == "False"
     assert "zero_boxes" in err and "toyworld_val_check novel" in err
+
+
+def test_pseudo_finetune_resumes_an_interrupted_row_of_the_same_pretraining(benchmark, tmp_path,
+                                                                             monkeypatch):
+    calls = []
+    monkeypatch.setattr(benchmark, "train_net", _fake_train_net(calls))
+    argv = ["pseudo-finetune", "--output-dir", str(tmp_path), "--rows", "soft"]
+    benchmark.main(argv)
+    (tmp_path / "pbovd_keep_soft" / "model_final.pth").unlink()  # killed after a checkpoint
+    (tmp_path / "pbovd_keep_soft" / "last_checkpoint").write_text("model_0000249.pth")
+    calls.clear()
+    benchmark.main(argv)
+    assert len(calls) == 1 and "--resume" in calls[0]

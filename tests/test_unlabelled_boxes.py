@@ -62,6 +62,9 @@ def test_pseudo_boxes_of_unlabelled_categories_are_attached():
                                              "pseudo_score": 0.7}]
     assert out[1]["pseudo_annotations"][0]["pseudo_score"] == 1.0
     assert out[2]["pseudo_annotations"] == []  # no pseudo record for image 3
+    bad = [_record(1, "a/1.png", [((40, 40, 20, 20), 2, {"pseudo_score": 1.5})])]
+    with pytest.raises(DatasetError, match="pseudo_score 1.5"):
+        attach_pseudo_boxes(human, "human", [0, 1], [("pseudo", bad, [0, 1, 2])])
     with pytest.raises(DatasetError, match="share no image id"):
         attach_pseudo_boxes(human, "human", [0, 1], [("pseudo", [_record(9, "9.png", [])],
                                                       [0, 1, 2])])
@@ -126,6 +129,24 @@ def test_pseudo_box_classes_join_the_vocabulary_and_stay_novel(tiny_pseudo):
     assert attached and {a["category_id"] for a in attached} <= novel  # base ones have humans
     with pytest.raises(ConfigError, match="human boxes"):
         training_vocabulary([tiny_pseudo], (), [tiny_pseudo])
+
+
+@pytest.mark.parametrize("options", [
+    ["MODEL.ROI_HEADS.UNLABELLED", "ignore"], ["MODEL.RPN.UNLABELLED", "positive"],
+    ["MODEL.CRITERIA", "('TeacherDistillation',)"]])
+def test_switches_that_need_pseudo_boxes_refuse_to_train_without(options, config_file, tiny_world,
+                                                                  tmp_path, capsys):
+    with pytest.raises(SystemExit, match="DATASETS.PSEUDO_BOXES is empty"):
+        train(config_file, tmp_path, *options)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_missing_teacher_is_one_error_line_before_training(tiny_pseudo, config_file, tmp_path):
+    with pytest.raises(SystemExit, match="teacher's checkpoint .* not a file: .*absent.pth"):
+        train(config_file, tmp_path, "MODEL.CRITERIA", "('TeacherDistillation',)",
+              "DATASETS.PSEUDO_BOXES", f"('{tiny_pseudo}',)",
+              "MODEL.DISTILLATION.WEIGHTS", str(tmp_path / "absent.pth"))
+    assert not (tmp_path / "metrics.json").exists()
 
 
 # ---- RPN -------------------------------------------------------------------------------------
@@ -266,7 +287,8 @@ def test_distillation_pulls_the_student_only_toward_a_different_teacher(model):
     assert model.roi_heads.classifier.background.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
     criterion = model.criteria["TeacherDistillation"]
-    assert not any(k.startswith("criteria.") for k in model.state_dict())  # the teacher is not saved
+    # the teacher is not saved with the detector, nor trained
+    assert not any(k.startswith("criteria.") for k in model.state_dict())
     assert list(criterion.parameters()) == []
 
 
@@ -303,8 +325,8 @@ def test_distillation_options_are_checked(tiny_cfg):
     from ovdet.modeling.registry import build_model
 
     tiny_cfg.merge_from_list(["MODEL.CRITERIA", "('TeacherDistillation',)"])
-    with pytest.raises(ConfigError, match="MODEL.WEIGHTS"):
-        build_model(tiny_cfg)
+    with pytest.raises(ConfigError, match="MODEL.WEIGHTS"):  # only when the teacher is needed
+        build_model(tiny_cfg).criteria["TeacherDistillation"].teacher
     tiny_cfg.merge_from_list(["MODEL.WEIGHTS", "x.pth", "MODEL.DISTILLATION.REGIONS", "some"])
     with pytest.raises(ConfigError, match="REGIONS"):
         build_model(tiny_cfg)

@@ -18,8 +18,8 @@ OUTPUT_DIR/eval_metrics.json. Every dataset name is checked before the model is 
 run writes its full config to OUTPUT_DIR/config.yaml; ``--eval-only`` writes
 OUTPUT_DIR/config_eval.yaml and never changes a run's config.yaml. ``--dataset`` registers a
 COCO-format dataset (``:novel=a,b`` names novel categories; a name in DATASETS.TRAIN, and not in
-DATASETS.IMAGE_LABELLED or DATASETS.PSEUDO_BOXES, keeps base categories only). Bad arguments, configs, datasets or
-checkpoints end in one ``error:`` line and exit status 1.
+DATASETS.IMAGE_LABELLED or DATASETS.PSEUDO_BOXES, keeps base categories only). Bad arguments,
+configs, datasets or checkpoints end in one ``error:`` line and exit status 1.
 """
 from __future__ import annotations
 
@@ -40,8 +40,10 @@ from ovdet.engine.launch import (default_argument_parser, register_datasets,
                                  relaunch_with_torchrun, seed_everything, setup_config,
                                  setup_logging)
 from ovdet.data.loader import check_dataset_ratios
-from ovdet.engine.trainer import (Trainer, human_labelled, training_base_names, training_stuff,
-                                  training_vocabulary, write_config)
+from ovdet.engine.trainer import (Trainer, check_unlabelled_options, human_labelled,
+                                  training_base_names, training_stuff, training_vocabulary,
+                                  write_config)
+from ovdet.modeling.roi_heads.distillation import TEACHER_MISSING, teacher_weights
 from ovdet.modeling.registry import build_model
 from ovdet.modeling.vocabulary import check_class_names
 
@@ -64,6 +66,7 @@ def check_datasets(cfg, eval_only: bool) -> tuple[list[str], list[str], list[str
     pseudo_boxes = [] if eval_only else list(cfg.DATASETS.PSEUDO_BOXES)
     if not eval_only:
         DatasetCatalog.check(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+        check_unlabelled_options(cfg)
         if len(cfg.DATALOADER.DATASET_RATIOS):
             check_dataset_ratios(cfg.DATALOADER.DATASET_RATIOS, len(names))
     DatasetCatalog.check(cfg.DATASETS.TEST, "DATASETS.TEST")
@@ -105,13 +108,21 @@ def check_dataset_classes(name: str) -> None:
 
 def check_weights(cfg, eval_only: bool, resume: bool = False) -> None:
     """MODEL.WEIGHTS must name an existing file when given, and be given for ``eval_only``; it
-    need not exist when ``resume`` will continue from OUTPUT_DIR/last_checkpoint (never read)."""
+    need not exist when ``resume`` will continue from OUTPUT_DIR/last_checkpoint (never read).
+    Training with TeacherDistillation needs its teacher's checkpoint, resumed or not."""
     if eval_only and not cfg.MODEL.WEIGHTS:
         raise ConfigError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
     resuming = (resume and not eval_only
                 and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")))
     if cfg.MODEL.WEIGHTS and not resuming and not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise FileNotFoundError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS}")
+    if not eval_only and "TeacherDistillation" in cfg.MODEL.CRITERIA:  # read even on --resume
+        teacher = teacher_weights(cfg)
+        if not teacher:
+            raise ConfigError(TEACHER_MISSING)
+        if not os.path.isfile(teacher):
+            raise FileNotFoundError(f"the distillation teacher's checkpoint (MODEL.DISTILLATION."
+                                    f"WEIGHTS, else MODEL.WEIGHTS) is not a file: {teacher}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,9 @@ images from ``toyworld/SPLIT`` and ``coco/{train,val}2017``. The novel things of
 are void. COCO's panoptic things are the 48 base and 17 novel of the OVD split plus, as base, the
 15 COCO categories outside it (``prepare_coco_panoptic.py --others``).
 
-``pseudo_train.json`` is made by ``tools/generate_pseudo_boxes.py`` (``make demo-pseudo``);
+``pseudo_train.json`` is made by ``tools/generate_pseudo_boxes.py`` (``make demo-pseudo``); named in
+``DATASETS.PSEUDO_BOXES`` it gives ``toyworld_train``'s images their unlabelled objects
+(:mod:`ovdet.data.unlabelled`);
 ``image_labels_train.json`` (one box per caption-named class: the detector's best proposal for it;
 train with it in ``DATASETS.IMAGE_LABELLED``) by ``tools/self_train_labels.py``
 (``make demo-prompts``).

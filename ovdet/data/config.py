@@ -1,5 +1,6 @@
 """Config defaults of the input pipeline (``INPUT``, ``DATALOADER``) and of how the training
-datasets are used (``DATASETS.IMAGE_LABELLED``, ``DATASETS.PSEUDO_BOXES``; ``DATASETS.TRAIN`` itself is a global option)."""
+datasets are used (``DATASETS.IMAGE_LABELLED``, ``DATASETS.PSEUDO_BOXES``; ``DATASETS.TRAIN``
+itself is a global option)."""
 from __future__ import annotations
 
 from ..config.config import CfgNode

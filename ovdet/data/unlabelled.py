@@ -39,8 +39,9 @@ def attach_pseudo_boxes(records: list[dict], name: str, human_ids: Sequence[int]
 
     Returns the copies, ``category_id`` of the human annotations mapped by ``human_ids`` and of
     the pseudo annotations by their dataset's ids. A :class:`DatasetError` when an image id of
-    both names different image files in them (paths compared resolved), or when a pseudo-box dataset shares no image with
-    ``records`` (the wrong file).
+    both names different image files in them (paths compared resolved), when a pseudo-box
+    dataset shares no image with ``records`` (the wrong file), or for a ``pseudo_score`` outside
+    [0, 1].
     """
     lookups = [(pseudo_name, {r["image_id"]: r for r in pseudo_records}, ids)
                for pseudo_name, pseudo_records, ids in pseudo_sets]
@@ -56,7 +57,8 @@ def attach_pseudo_boxes(records: list[dict], name: str, human_ids: Sequence[int]
             if pseudo is None:
                 continue
             shared[pseudo_name] += 1
-            if Path(pseudo["file_name"]).resolve() != Path(record["file_name"]).resolve():
+            if pseudo["file_name"] != record["file_name"] and \
+                    Path(pseudo["file_name"]).resolve() != Path(record["file_name"]).resolve():
                 raise DatasetError(
                     f"image id {record['image_id']} is {record['file_name']} in {name!r} but "
                     f"{pseudo['file_name']} in the pseudo boxes {pseudo_name!r}: they must be "
@@ -66,10 +68,14 @@ def attach_pseudo_boxes(records: list[dict], name: str, human_ids: Sequence[int]
                 category = ids[annotation["category_id"]]
                 if annotation.get("iscrowd", 0) or category in labelled:
                     continue
+                score = float(annotation.get("pseudo_score", DEFAULT_PSEUDO_SCORE))
+                if not 0 <= score <= 1:
+                    raise DatasetError(f"a pseudo box of image {record['image_id']} in "
+                                       f"{pseudo_name!r} has pseudo_score {score}; scores are "
+                                       "in [0, 1] (they weigh soft positives)")
                 unlabelled.append({"bbox": list(annotation["bbox"]),
                                    "bbox_mode": annotation["bbox_mode"], "category_id": category,
-                                   "pseudo_score": float(annotation.get("pseudo_score",
-                                                                        DEFAULT_PSEUDO_SCORE))})
+                                   "pseudo_score": score})
         attached.append({**record, "annotations": humans, "pseudo_annotations": unlabelled})
     unshared = [pseudo_name for pseudo_name, count in shared.items() if records and not count]
     if unshared:

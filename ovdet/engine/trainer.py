@@ -17,9 +17,10 @@ the records' ids remapped into it by :func:`training_records`), the base classes
 box-labelled datasets (:func:`training_base_names`), and the RoI heads train image-labelled images
 on their positives only (:mod:`ovdet.modeling.roi_heads.open_vocab_heads`). The datasets of
 ``DATASETS.PSEUDO_BOXES`` hold caption pseudo boxes of the human-labelled images: each such image
-gets those of categories it has no human box of as unlabelled objects (:mod:`ovdet.data.unlabelled`),
-their classes join the training vocabulary and stay novel; one also named in ``DATASETS.TRAIN`` is
-trained on as well, its pseudo boxes as complete annotations.
+gets those of categories it has no human box of as unlabelled objects
+(:mod:`ovdet.data.unlabelled`), their classes join the training vocabulary and stay novel; one
+also named in ``DATASETS.TRAIN`` is trained on as well, its pseudo boxes as complete
+annotations.
 """
 from __future__ import annotations
 
@@ -153,6 +154,23 @@ def check_pseudo_boxes(dataset_names: Sequence[str], image_labelled: Sequence[st
         raise ConfigError("DATASETS.PSEUDO_BOXES needs a dataset of human boxes in "
                           f"DATASETS.TRAIN {tuple(dataset_names)} (not itself a pseudo-box or "
                           "image-labelled dataset) to attach the pseudo boxes to")
+
+
+def check_unlabelled_options(cfg: CfgNode) -> None:
+    """A :class:`ConfigError` for training options that act on caption pseudo boxes of unlabelled
+    objects while ``DATASETS.PSEUDO_BOXES`` is empty (they would silently do nothing)."""
+    if cfg.DATASETS.PSEUDO_BOXES:
+        return
+    used = [f"{key} {value}" for key, value in (
+        ("MODEL.ROI_HEADS.UNLABELLED", cfg.MODEL.ROI_HEADS.UNLABELLED),
+        ("MODEL.RPN.UNLABELLED", cfg.MODEL.RPN.UNLABELLED)) if value != "background"]
+    distillation = cfg.MODEL.DISTILLATION.REGIONS == "unlabelled"
+    if "TeacherDistillation" in cfg.MODEL.CRITERIA and distillation:
+        used.append("TeacherDistillation on MODEL.DISTILLATION.REGIONS unlabelled")
+    if used:
+        raise ConfigError(f"{', '.join(used)} act on caption pseudo boxes of unlabelled objects, "
+                          "but DATASETS.PSEUDO_BOXES is empty: name the pseudo boxes of the "
+                          "training images there (e.g. toyworld_train_pseudo)")
 
 
 def human_labelled(dataset_names: Sequence[str], image_labelled: Sequence[str] = (),

@@ -21,7 +21,7 @@ def add_roi_heads_config(cfg: CfgNode) -> None:
     # proposals over caption pseudo boxes of objects no human labelled (DATASETS.PSEUDO_BOXES):
     # "background" (PB-OVD: the pseudo boxes are not used), "ignore" (neither foreground nor
     # background: no loss) or "soft" (positives of the pseudo box's class, their losses weighted
-    # by SOFT_WEIGHT x pseudo_score, below a human box's 1)
+    # by SOFT_WEIGHT x pseudo_score, at most a human box's 1)
     cfg.MODEL.ROI_HEADS.UNLABELLED = "background"
     cfg.MODEL.ROI_HEADS.UNLABELLED_IOU = 0.5  # "over" a pseudo box: best match, IoU >= this
     cfg.MODEL.ROI_HEADS.SOFT_WEIGHT = 1.0

@@ -17,11 +17,11 @@ path) when there are none.
 
 The teacher is built from the run's own config (no criteria, no masks, no panoptic branch) and
 loaded from ``MODEL.DISTILLATION.WEIGHTS`` (default: ``MODEL.WEIGHTS``, the checkpoint the
-fine-tuning starts from) when first needed, with the random state put back, so that a resumed run
-draws as an uninterrupted one. It is frozen, in eval mode, and not a submodule: it is neither
-trained nor saved with the detector. It scores the boxes against the student's class embeddings
-(detached), so both distributions are over the same classes. The softmax loss only
-(``MODEL.ROI_HEADS.LOSS softmax``).
+fine-tuning starts from; it must have the student's architecture) when first needed, with the
+random state put back, so that a resumed run draws as an uninterrupted one. It is frozen, in eval
+mode, and not a submodule: it is neither trained nor saved with the detector. It scores the boxes
+against the student's class embeddings (detached), so both distributions are over the same
+classes. The softmax loss only (``MODEL.ROI_HEADS.LOSS softmax``).
 """
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ from ...config import CfgNode, ConfigError, configurable
 from ..registry import CRITERION_REGISTRY
 
 REGIONS = ("unlabelled", "all")
+TEACHER_MISSING = ("TeacherDistillation needs a teacher: MODEL.DISTILLATION.WEIGHTS or "
+                   "MODEL.WEIGHTS must name the checkpoint to distil from (the pseudo-box "
+                   "pretrained detector)")
+
+
+def teacher_weights(cfg: CfgNode) -> str:
+    """The distillation teacher's checkpoint: ``MODEL.DISTILLATION.WEIGHTS``, else
+    ``MODEL.WEIGHTS`` ("" when neither is set)."""
+    return cfg.MODEL.DISTILLATION.WEIGHTS or cfg.MODEL.WEIGHTS
 
 
 @dataclass
@@ -92,10 +101,8 @@ class TeacherDistillation(nn.Module):
         if regions not in REGIONS:
             raise ValueError(f"MODEL.DISTILLATION.REGIONS must be one of {REGIONS}, got "
                              f"{regions!r}")
-        if teacher is None and (config is None or not weights):
-            raise ValueError("needs a teacher: MODEL.DISTILLATION.WEIGHTS or MODEL.WEIGHTS must "
-                             "name the checkpoint to distil from (the pseudo-box pretrained "
-                             "detector)")
+        if teacher is None and config is None:
+            raise ValueError("needs a teacher, or the config to build it from")
         self.regions = regions
         self.config, self.weights = config, weights
         self._teacher = _Frozen(None if teacher is None else _frozen(teacher))
@@ -105,7 +112,7 @@ class TeacherDistillation(nn.Module):
         if cfg.MODEL.ROI_HEADS.LOSS != "softmax":
             raise ConfigError("TeacherDistillation distils softmax class distributions; "
                               f"MODEL.ROI_HEADS.LOSS is {cfg.MODEL.ROI_HEADS.LOSS!r}")
-        return {"config": cfg, "weights": cfg.MODEL.DISTILLATION.WEIGHTS or cfg.MODEL.WEIGHTS,
+        return {"config": cfg, "weights": teacher_weights(cfg),
                 "regions": cfg.MODEL.DISTILLATION.REGIONS}
 
     @property
@@ -119,6 +126,8 @@ class TeacherDistillation(nn.Module):
         from ...engine.checkpoint import DetectorCheckpointer
         from ..registry import build_model
 
+        if not self.weights:
+            raise ConfigError(TEACHER_MISSING)
         if not os.path.isfile(self.weights):
             raise FileNotFoundError(f"the distillation teacher's checkpoint (MODEL.DISTILLATION."
                                     f"WEIGHTS, else MODEL.WEIGHTS) is not a file: {self.weights}")

@@ -31,10 +31,13 @@
   of them: ``"background"`` (default, PB-OVD's fine-tuning) nothing: proposals are matched to the
   human boxes alone; ``"ignore"``: a would-be background proposal over a pseudo box is neither
   sampled as foreground nor as background; the heads' losses never see it, but up to
-  ``batch_size_per_image`` of them join the results with label C and weight 0, for criteria;
+  ``batch_size_per_image`` of them join the results with label C and weight 0, for criteria (they
+  pass through the box head either way);
   ``"soft"``: the pseudo boxes join the human boxes as truth (and as proposals), a proposal
   matched to one is a positive of its class whose classification and box losses are weighted by
-  ``soft_weight x pseudo_score`` (a human box's weight is 1), and it gets no mask loss. With
+  ``soft_weight x pseudo_score`` (in [0, 1]; a human box's weight is 1; ``soft_box_regression``
+  False: no box loss), and it gets no mask loss. Criteria (e.g. the contrastive ones) see soft
+  positives as positives; the ``"weights"`` are theirs to read. With
   weights, ``loss_cls`` is the weighted sum of the regions' losses over the number of regions of
   weight > 0, and ``loss_box_reg`` the weighted sum over positives over that same number (with
   every weight 1, the formulas above). The training results carry each region's ``"weights"``
@@ -160,7 +163,7 @@ class OpenVocabROIHeads(nn.Module):
         self.unlabelled_iou = unlabelled_iou
         if not 0 < soft_weight <= 1:
             raise ValueError(f"MODEL.ROI_HEADS.SOFT_WEIGHT must be in (0, 1] (a pseudo box "
-                             f"weighs less than a human box, whose weight is 1), got {soft_weight}")
+                             f"weighs at most what a human box does, 1), got {soft_weight}")
         self.soft_weight = soft_weight
         self.soft_box_regression = soft_box_regression
         self.fed_num_classes = fed_num_classes
@@ -239,6 +242,7 @@ class OpenVocabROIHeads(nn.Module):
                 keep = torch.cat([keep, ignored])
                 region_weights[ignored] = 0.0
             human = (matches >= 0) & (matches < len(target["boxes"]))
+            over &= ~human  # a positive of a human box is labelled, whatever else it overlaps
             box_weights = region_weights if self.soft_box_regression else torch.where(
                 human | (matches < 0), region_weights, 0.0)
             samples.append({
