@@ -53,7 +53,7 @@ CAPTIONS := $(TOYWORLD)/annotations/captions_train_ovdet.json
 # boxes), the PB-OVD recipe (pseudo-box pretraining, then base boxes), then fine-tunings of the
 # same pretrained detector that keep what the pseudo boxes taught (ignore, soft positives,
 # distillation, mixed data, and pbovd_keep.yaml, the recommended one), with the table of all on
-# val and on a world drawn with seed 3. About 80 minutes.
+# val and on a world drawn with seed 3. About 70 minutes.
 demo-pseudo: $(STAMP) toyworld $(CHECK_WORLD)/annotations/instances_val.json
 	$(PY) datasets/prepare_coco_captions.py --input $(TOYWORLD)/annotations/captions_train.json \
 		--output $(CAPTIONS)
