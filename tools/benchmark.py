@@ -555,6 +555,8 @@ def check_world_dataset(root: str | None) -> dict[str, list[str]]:
 
 
 def pseudo_finetune(args: argparse.Namespace) -> dict:
+    """The ``pseudo-finetune`` table (module doc): trains what is missing or stale, evaluates
+    every row on every world, prints the text table on stderr and returns the JSON."""
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in FINETUNE_ROWS]
     if unknown or not rows:

@@ -9,8 +9,8 @@ A missing json is a ``FileNotFoundError``, an unusable one (not JSON, not a COCO
 :class:`DatasetError`; both name the dataset and the file and are raised when it is first used.
 
 An annotation's ``pseudo_score`` (pseudo-box files, :mod:`ovdet.pseudo.runner`) is kept in its
-record. Invalid annotations are dropped with one logged summary per file, never silently kept: boxes
-with non-positive width or height after clipping to the image, and unknown category ids.
+record. Invalid annotations are dropped with one logged summary per file, never silently kept:
+boxes with non-positive width or height after clipping to the image, and unknown category ids.
 """
 from __future__ import annotations
 

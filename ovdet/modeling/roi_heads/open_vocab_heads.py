@@ -131,8 +131,9 @@ class OpenVocabROIHeads(nn.Module):
             module order, as in detectors trained before the mask head was a registry), or None
             for boxes only.
         fed_num_classes, fed_freq_weight_power: the federated loss (module doc).
-        unlabelled, unlabelled_iou, soft_weight: what proposals over caption pseudo boxes of
-            unlabelled objects are (module doc): ``"background"``, ``"ignore"`` or ``"soft"``.
+        unlabelled, unlabelled_iou, soft_weight, soft_box_regression: what proposals over
+            caption pseudo boxes of unlabelled objects are (module doc): ``"background"``,
+            ``"ignore"`` or ``"soft"``.
     """
 
     @configurable
@@ -344,7 +345,9 @@ class OpenVocabROIHeads(nn.Module):
             return logits.softmax(dim=-1)[:, :-1]
         return torch.sigmoid(logits[:, :-1] - logits[:, -1:])
 
-    def _mask_loss(self, features, boxes, matched, image_sizes, targets):
+    def _mask_loss(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                   matched: list[torch.Tensor], image_sizes: list[tuple[int, int]],
+                   targets: list[dict]) -> torch.Tensor:
         """Mask loss on the positives of human boxes (``matched`` >= 0) of box-labelled images
         (image-labelled ones and pseudo boxes have no mask target)."""
         positive_boxes, positive_matched = [], []
