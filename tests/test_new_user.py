@@ -195,6 +195,8 @@ def test_output_that_is_a_file(trained, config_file, tmp_path):
     a_file.write_text("mine")
     with pytest.raises(SystemExit, match="OUTPUT_DIR .*taken is an existing file"):
         train(config_file, a_file)
+    with pytest.raises(SystemExit, match="OUTPUT_DIR .*taken/run cannot be a folder: .*taken is"):
+        train(config_file, a_file / "run")  # a folder inside a file
     toy_image(tmp_path / "in" / "a.png")
     with pytest.raises(SystemExit, match="--output .*taken is an existing file"):
         demo(trained, "--input", str(tmp_path / "in"), "--vocabulary", "tomato",

@@ -234,8 +234,20 @@ def test_soft_positives_are_weighted_by_pseudo_score():
     assert losses["loss_box_reg"] < losses_full["loss_box_reg"]
 
 
+def test_soft_weights_scale_the_federated_sigmoid_loss_too():
+    results, losses, _ = run_heads("soft", soft_weight=0.5, loss_type="federated_sigmoid")
+    logits, labels, weights = results["logits"], results["labels"], results["weights"]
+    # by hand: every class is used (3 <= fed_num_classes); background is "no class is 1"
+    bias = logits[:, :3] - logits[:, 3:]
+    targets = F.one_hot(labels, 4)[:, :3].float()
+    bce = -(targets * F.logsigmoid(bias) + (1 - targets) * F.logsigmoid(-bias))
+    assert (weights < 1).any()
+    expected = (weights[:, None] * bce).sum() / (weights > 0).sum()
+    assert torch.allclose(losses["loss_cls"], expected, atol=1e-6)
+
+
 def test_soft_positives_can_leave_box_regression_to_human_boxes():
-    results, losses, _ = run_heads("soft", soft_box_regression=False, loss="loss_box_reg")
+    _, losses, _ = run_heads("soft", soft_box_regression=False, loss="loss_box_reg")
     _, losses_with, grad_with = run_heads("soft", loss="loss_box_reg")
     assert torch.allclose(losses["loss_cls"], losses_with["loss_cls"])  # classification as before
     assert 0 < losses["loss_box_reg"] < losses_with["loss_box_reg"]

@@ -583,10 +583,15 @@ def print_finetune_table(rows: dict[str, dict], worlds: list[str]) -> None:
     """The strategies as a text table on stderr: novel / base AP50 per world, target met."""
     header = ["row", *(f"{world} {kind}" for world in worlds for kind in ("novel", "base")),
               "target"]
-    lines = [header] + [[row, *(f"{cells[world][key]:.1f}" for world in worlds
-                                for key in ("novel_AP50", "base_AP50")),
-                         "met" if cells["meets_target"] else "-"] for row, cells in rows.items()]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    print_aligned([header] + [[row, *(f"{cells[world][key]:.1f}" for world in worlds
+                                      for key in ("novel_AP50", "base_AP50")),
+                               "met" if cells["meets_target"] else "-"]
+                              for row, cells in rows.items()])
+
+
+def print_aligned(lines: list[list[str]]) -> None:
+    """Rows of cells on stderr, each column padded to its widest cell."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)), file=sys.stderr)
 
@@ -594,11 +599,8 @@ def print_finetune_table(rows: dict[str, dict], worlds: list[str]) -> None:
 def print_table(rows: dict[str, dict[str, dict[str, float]]]) -> None:
     """The ablation as a text table on stderr: one line per row and world."""
     header = ["row", "world, scoring", *(title for _, title in TABLE_COLUMNS)]
-    lines = [header] + [[row, world, *(f"{cells[key]:.1f}" for key, _ in TABLE_COLUMNS)]
-                        for row, worlds in rows.items() for world, cells in worlds.items()]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)), file=sys.stderr)
+    print_aligned([header] + [[row, world, *(f"{cells[key]:.1f}" for key, _ in TABLE_COLUMNS)]
+                              for row, worlds in rows.items() for world, cells in worlds.items()])
 
 
 def main(argv: list[str] | None = None) -> None:

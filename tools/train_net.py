@@ -43,7 +43,7 @@ from ovdet.data.loader import check_dataset_ratios
 from ovdet.engine.trainer import (Trainer, check_unlabelled_options, human_labelled,
                                   training_base_names, training_stuff, training_vocabulary,
                                   write_config)
-from ovdet.modeling.roi_heads.distillation import TEACHER_MISSING, teacher_weights
+from ovdet.modeling.roi_heads.distillation import check_teacher_weights, teacher_weights
 from ovdet.modeling.registry import build_model
 from ovdet.modeling.vocabulary import check_class_names
 
@@ -117,12 +117,7 @@ def check_weights(cfg, eval_only: bool, resume: bool = False) -> None:
     if cfg.MODEL.WEIGHTS and not resuming and not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise FileNotFoundError(f"MODEL.WEIGHTS file not found: {cfg.MODEL.WEIGHTS}")
     if not eval_only and "TeacherDistillation" in cfg.MODEL.CRITERIA:  # read even on --resume
-        teacher = teacher_weights(cfg)
-        if not teacher:
-            raise ConfigError(TEACHER_MISSING)
-        if not os.path.isfile(teacher):
-            raise FileNotFoundError(f"the distillation teacher's checkpoint (MODEL.DISTILLATION."
-                                    f"WEIGHTS, else MODEL.WEIGHTS) is not a file: {teacher}")
+        check_teacher_weights(teacher_weights(cfg))
 
 
 def main(argv: list[str] | None = None) -> None:

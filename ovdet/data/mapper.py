@@ -128,18 +128,12 @@ class DatasetMapper:
         if "pan_seg_file_name" in record:
             return self._map_panoptic(record, image, output)
         annotations = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
-        boxes = tv_tensors.BoundingBoxes(
-            torch.tensor([box_to_xyxy(a["bbox"], a["bbox_mode"]) for a in annotations],
-                         dtype=torch.float32).reshape(-1, 4),
-            format="XYXY", canvas_size=(height, width))
         classes = torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64)
-        sample = {"image": tv_tensors.Image(image), "boxes": boxes, "classes": classes}
+        sample = {"image": tv_tensors.Image(image), "classes": classes,
+                  "boxes": _bounding_boxes(annotations, height, width)}
         unlabelled = record.get("pseudo_annotations")
         if unlabelled is not None:
-            sample["pseudo_boxes"] = tv_tensors.BoundingBoxes(
-                torch.tensor([box_to_xyxy(a["bbox"], a["bbox_mode"]) for a in unlabelled],
-                             dtype=torch.float32).reshape(-1, 4),
-                format="XYXY", canvas_size=(height, width))
+            sample["pseudo_boxes"] = _bounding_boxes(unlabelled, height, width)
         image_labelled = bool(record.get("image_labelled", False))
         if self.with_masks and not image_labelled:
             masks = [decode_segmentation(a["segmentation"], height, width) if "segmentation" in a
@@ -148,7 +142,7 @@ class DatasetMapper:
                 np.stack(masks) if masks else np.zeros((0, height, width), dtype=bool)))
         sample = self.transforms(sample)
         boxes = sample["boxes"].as_subclass(torch.Tensor)
-        keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+        keep = _non_empty(boxes)
         instances = {"boxes": boxes[keep], "classes": sample["classes"][keep]}
         output["image"] = sample["image"].as_subclass(torch.Tensor)
         if self.with_masks and image_labelled:
@@ -192,13 +186,27 @@ class DatasetMapper:
         return output
 
 
+def _bounding_boxes(annotations: list[dict], height: int, width: int) -> tv_tensors.BoundingBoxes:
+    """The annotations' boxes as (N, 4) xyxy ``BoundingBoxes`` on a (height, width) canvas."""
+    return tv_tensors.BoundingBoxes(
+        torch.tensor([box_to_xyxy(a["bbox"], a["bbox_mode"]) for a in annotations],
+                     dtype=torch.float32).reshape(-1, 4),
+        format="XYXY", canvas_size=(height, width))
+
+
+def _non_empty(boxes: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: boxes (N, 4) xyxy at least one pixel wide and high (augmentation may leave a
+    box empty)."""
+    return ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+
+
 def _pseudo_instances(boxes: tv_tensors.BoundingBoxes, annotations: list[dict]
                       ) -> dict[str, torch.Tensor]:
     """Transformed pseudo boxes (M, 4) and their annotations -> ``{"pseudo_boxes": (M', 4),
     "pseudo_classes": (M',) int64, "pseudo_scores": (M',) float}``, boxes that the augmentation
     left empty dropped."""
     boxes = boxes.as_subclass(torch.Tensor)
-    keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+    keep = _non_empty(boxes)
     classes = torch.tensor([a["category_id"] for a in annotations], dtype=torch.int64)
     scores = torch.tensor([a["pseudo_score"] for a in annotations], dtype=torch.float32)
     return {"pseudo_boxes": boxes[keep], "pseudo_classes": classes[keep],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 import random
 import sys
 from dataclasses import dataclass
@@ -89,9 +90,11 @@ def setup_config(args: argparse.Namespace) -> CfgNode:
         cfg.SEED = CfgNode.load_yaml_with_base(previous).get("SEED", -1)  # resume: same seed
     if cfg.SEED < 0:
         cfg.SEED = random.SystemRandom().randrange(2**31)
-    if os.path.exists(cfg.OUTPUT_DIR) and not os.path.isdir(cfg.OUTPUT_DIR):
-        raise ConfigError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} is an existing file, not a folder; "
-                          "give a folder (it is created when missing)")
+    blocking = next((str(p) for p in (Path(cfg.OUTPUT_DIR), *Path(cfg.OUTPUT_DIR).parents)
+                     if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} cannot be a folder: {blocking} is an "
+                          "existing file; give a folder (it is created when missing)")
     cfg.freeze()
     return cfg
 

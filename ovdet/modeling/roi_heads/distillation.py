@@ -37,15 +37,24 @@ from ...config import CfgNode, ConfigError, configurable
 from ..registry import CRITERION_REGISTRY
 
 REGIONS = ("unlabelled", "all")
-TEACHER_MISSING = ("TeacherDistillation needs a teacher: MODEL.DISTILLATION.WEIGHTS or "
-                   "MODEL.WEIGHTS must name the checkpoint to distil from (the pseudo-box "
-                   "pretrained detector)")
 
 
 def teacher_weights(cfg: CfgNode) -> str:
     """The distillation teacher's checkpoint: ``MODEL.DISTILLATION.WEIGHTS``, else
     ``MODEL.WEIGHTS`` ("" when neither is set)."""
     return cfg.MODEL.DISTILLATION.WEIGHTS or cfg.MODEL.WEIGHTS
+
+
+def check_teacher_weights(path: str) -> None:
+    """A :class:`ConfigError` when no teacher checkpoint is named, a ``FileNotFoundError`` when
+    ``path`` is not a file."""
+    if not path:
+        raise ConfigError("TeacherDistillation needs a teacher: MODEL.DISTILLATION.WEIGHTS or "
+                          "MODEL.WEIGHTS must name the checkpoint to distil from (the pseudo-box "
+                          "pretrained detector)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the distillation teacher's checkpoint (MODEL.DISTILLATION."
+                                f"WEIGHTS, else MODEL.WEIGHTS) is not a file: {path}")
 
 
 @dataclass
@@ -126,11 +135,7 @@ class TeacherDistillation(nn.Module):
         from ...engine.checkpoint import DetectorCheckpointer
         from ..registry import build_model
 
-        if not self.weights:
-            raise ConfigError(TEACHER_MISSING)
-        if not os.path.isfile(self.weights):
-            raise FileNotFoundError(f"the distillation teacher's checkpoint (MODEL.DISTILLATION."
-                                    f"WEIGHTS, else MODEL.WEIGHTS) is not a file: {self.weights}")
+        check_teacher_weights(self.weights)
         cfg = self.config.clone()
         cfg.defrost()
         cfg.MODEL.CRITERIA = ()

@@ -260,32 +260,37 @@ class OpenVocabROIHeads(nn.Module):
             return None
         return class_image_counts.float() ** self.fed_freq_weight_power
 
-    def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-                    class_image_counts: torch.Tensor | None) -> torch.Tensor:
-        """Classification loss of the (R, C + 1) ``logits``: sum over regions of ``weights`` x
-        the region's loss, divided by the number of regions of weight > 0 (with every weight 1,
-        the mean)."""
+    def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor,
+                    weights: torch.Tensor | None, class_image_counts: torch.Tensor | None
+                    ) -> torch.Tensor:
+        """Classification loss of the (R, C + 1) ``logits``: the mean over regions (``weights``
+        None: every region weighs 1), or the sum of ``weights`` (R,) x each region's loss over
+        the number of regions of weight > 0."""
         num_classes = logits.shape[1] - 1
         if not len(labels):  # only image-labelled images, none with a box left: nothing to learn
             return logits.sum() * 0.0
-        counted = max(1, int((weights > 0).sum()))
         if self.loss_type == "softmax":
-            if bool((weights == 1).all()):
+            if weights is None:
                 return F.cross_entropy(logits, labels)
-            return (weights * F.cross_entropy(logits, labels, reduction="none")).sum() / counted
-        # federated sigmoid: background is "no class is 1"; only the selected columns count
-        used = federated_classes(labels, num_classes, self.fed_num_classes,
-                                 self.federated_weights(class_image_counts))
-        targets = F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
-        bias = logits[:, :num_classes] - logits[:, num_classes:]  # relative to background
-        loss = F.binary_cross_entropy_with_logits(bias[:, used], targets[:, used], reduction="none")
-        return (weights[:, None] * loss).sum() / counted
+            loss = F.cross_entropy(logits, labels, reduction="none")
+        else:  # federated sigmoid: background is "no class is 1"; only the selected columns count
+            used = federated_classes(labels, num_classes, self.fed_num_classes,
+                                     self.federated_weights(class_image_counts))
+            targets = F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
+            bias = logits[:, :num_classes] - logits[:, num_classes:]  # relative to background
+            loss = F.binary_cross_entropy_with_logits(bias[:, used], targets[:, used],
+                                                      reduction="none")  # (R, |used|)
+            if weights is None:
+                return loss.sum() / len(labels)
+            weights = weights[:, None]
+        return (weights * loss).sum() / (weights > 0).sum().clamp(min=1)
 
     def _box_losses(self, logits: torch.Tensor, box_deltas: torch.Tensor,
                     samples: list[dict[str, torch.Tensor]], num_classes: int,
                     class_image_counts: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """``loss_cls`` (:meth:`_class_loss`) and ``loss_box_reg``: smooth L1 of the positives'
-        deltas, each times its weight, summed and divided by the same count of regions."""
+        deltas, each times its box weight, summed and divided by the same count of regions as
+        ``loss_cls`` (all of them when every weight is 1, as before weights existed)."""
         labels = torch.cat([sample["labels"] for sample in samples])
         deltas = torch.cat([sample["deltas"] for sample in samples])
         weights = torch.cat([sample["weights"] for sample in samples])
@@ -293,13 +298,14 @@ class OpenVocabROIHeads(nn.Module):
         positive = labels < num_classes
         regression = F.smooth_l1_loss(box_deltas[positive], deltas[positive], beta=1 / 9,
                                       reduction="none")
-        if bool((weights == 1).all()) and bool((box_weights == 1).all()):
-            loss_box_reg = regression.sum() / max(1, len(labels))
+        if bool((weights == 1).all()):
+            class_weights, counted = None, max(1, len(labels))
         else:
-            loss_box_reg = ((box_weights[positive, None] * regression).sum()
-                            / max(1, int((weights > 0).sum())))
-        return {"loss_cls": self._class_loss(logits, labels, weights, class_image_counts),
-                "loss_box_reg": loss_box_reg}
+            class_weights, counted = weights, (weights > 0).sum().clamp(min=1)
+        if not bool((box_weights == 1).all()):
+            regression = box_weights[positive, None] * regression
+        return {"loss_cls": self._class_loss(logits, labels, class_weights, class_image_counts),
+                "loss_box_reg": regression.sum() / counted}
 
     def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
                 image_sizes: list[tuple[int, int]], class_embeddings: torch.Tensor,
