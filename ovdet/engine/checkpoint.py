@@ -62,22 +62,8 @@ class DetectorCheckpointer(Checkpointer):
         return super().load(path, checkpointables)
 
     def _load_file(self, f: str) -> dict[str, Any]:
-        """``torch.load`` of ``f`` (module doc); a CheckpointError for a damaged or unreadable
-        file."""
-        try:
-            checkpoint = read_checkpoint(f)
-        except OSError as error:
-            raise CheckpointError(f"checkpoint {f} cannot be read ({type(error).__name__}: "
-                                  f"{error.strerror or error}); check the file's permissions"
-                                  ) from None
-        except (*_DAMAGED, RuntimeError) as error:
-            if not is_damaged_file_error(error):
-                raise
-            raise CheckpointError(f"checkpoint {f} cannot be read, it is truncated or corrupt "
-                                  f"({type(error).__name__}: {first_sentence(error)})") from None
-        if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-            raise CheckpointError(f"{f} is not an ovdet checkpoint (no 'model' entry)")
-        return checkpoint
+        """fvcore's hook: :func:`load_checkpoint_file`."""
+        return load_checkpoint_file(f)
 
     def _load_model(self, checkpoint: Any):
         base_names = checkpoint.pop("base_names", None)
@@ -98,6 +84,25 @@ class DetectorCheckpointer(Checkpointer):
                 f"checkpoint {self._loading} does not fit this model: {' and '.join(problems)}; "
                 "it was trained with another config: use the config.yaml saved beside it")
         return incompatible
+
+
+def load_checkpoint_file(f: str) -> dict[str, Any]:
+    """The checkpoint dict in file ``f`` (:func:`read_checkpoint`); a :class:`CheckpointError`
+    for a damaged or unreadable file or one without a ``"model"`` entry."""
+    try:
+        checkpoint = read_checkpoint(f)
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {f} cannot be read ({type(error).__name__}: "
+                              f"{error.strerror or error}); check the file's permissions"
+                              ) from None
+    except (*_DAMAGED, RuntimeError) as error:
+        if not is_damaged_file_error(error):
+            raise
+        raise CheckpointError(f"checkpoint {f} cannot be read, it is truncated or corrupt "
+                              f"({type(error).__name__}: {first_sentence(error)})") from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"{f} is not an ovdet checkpoint (no 'model' entry)")
+    return checkpoint
 
 
 def read_checkpoint(f: str) -> Any:

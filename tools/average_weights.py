@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Average the weights of detector runs (a "model soup"; WiSE-FT when one of them is the
+pretrained detector).
+
+    python tools/average_weights.py \\
+        --weights output/demo_pseudo/pbovd_keep_soft/model_final.pth \\
+                  output/demo_pseudo/pbovd_finetune/model_final.pth \\
+        --ratios 0.7 0.3 --out output/soup/model_final.pth \\
+        --config-file configs/toyworld/pbovd_keep.yaml
+    python tools/train_net.py --config-file output/soup/config.yaml --eval-only
+
+``--weights``: two or more checkpoints of one architecture, trained on the same base classes and,
+for the average to mean anything, fine-tuned from the same starting checkpoint.
+``--ratios``: one per checkpoint, finite and >= 0, scaled to sum to 1 (default: equal).
+``--out``: the averaged checkpoint (:mod:`ovdet.engine.averaging`), written atomically, with
+``averaging.json`` beside it (the checkpoints, their ratios and the config). ``--config-file``
+(with ``KEY VALUE`` overrides after the options): also write ``config.yaml`` beside OUT, that
+config with ``MODEL.WEIGHTS`` = OUT and ``OUTPUT_DIR`` = OUT's folder, so that
+``train_net.py --config-file <folder>/config.yaml --eval-only`` evaluates the average; the config
+should be the one the main checkpoint was trained with (its scoring is what evaluation uses).
+
+Never overwrites an input, nor a file this tool did not write: an existing OUT or config.yaml is
+replaced only with ``--overwrite`` and only when OUT's folder holds an ``averaging.json`` naming OUT;
+a training run's folder (one with ``last_checkpoint``) is refused. Errors end in one ``error:`` line and exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ovdet.config import get_cfg
+from ovdet.engine.averaging import average_checkpoints, normalised_ratios
+from ovdet.engine.trainer import write_config
+from ovdet.utils.io import atomic_torch_save, atomic_write_json
+
+RECORD = "averaging.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", nargs="+", required=True, metavar="PTH",
+                        help="two or more checkpoints to average")
+    parser.add_argument("--ratios", nargs="+", type=float, metavar="R",
+                        help="one per checkpoint, >= 0, scaled to sum to 1 (default: equal)")
+    parser.add_argument("--out", required=True, help="the averaged checkpoint (.pth)")
+    parser.add_argument("--config-file", metavar="FILE",
+                        help="also write config.yaml beside OUT: this config, loading OUT")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT and its config.yaml when this tool wrote them")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="config overrides (with --config-file), after the options")
+    return parser.parse_args(argv)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """ValueError when OUT, its config.yaml or its record would overwrite an input, or a file
+    this tool did not write, or anything without ``--overwrite``."""
+    out = Path(args.out)
+    folder = out.parent
+    inputs = {Path(p).resolve(): p for p in input_files(args)}
+    outputs = [out, folder / RECORD] + ([folder / "config.yaml"] if args.config_file else [])
+    for output in outputs:
+        if output.resolve() in inputs:
+            raise ValueError(f"{output} would overwrite the input {inputs[output.resolve()]}; "
+                             "choose another --out")
+        if output.is_dir():
+            raise ValueError(f"{output} is a folder; --out names a file, e.g. DIR/model_final.pth")
+    if (folder / "last_checkpoint").exists():
+        raise ValueError(f"{folder} is a training run's folder; write the average elsewhere")
+    existing = [str(p) for p in outputs if p.exists()]
+    if not existing:
+        return
+    record = folder / RECORD
+    written_here = record.is_file() and _recorded_out(record) == out.name
+    if not written_here:
+        raise ValueError(f"{', '.join(existing)} exist and were not written by this tool (no "
+                         f"{record} naming {out.name}); choose another --out")
+    if not args.overwrite:
+        raise ValueError(f"{', '.join(existing)} exist (an earlier average); give --overwrite "
+                         "to replace them")
+
+
+def input_files(args: argparse.Namespace) -> list[str]:
+    """The checkpoints and, when given, the config file."""
+    return [*args.weights, *([args.config_file] if args.config_file else [])]
+
+
+def _recorded_out(record: Path) -> str | None:
+    """The file name of the average ``record`` describes, None if it cannot be read."""
+    try:
+        return json.loads(record.read_text()).get("out")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    try:
+        ratios = args.ratios if args.ratios is not None else [1.0] * len(args.weights)
+        if len(ratios) != len(args.weights):
+            raise ValueError(f"{len(args.weights)} --weights but {len(ratios)} --ratios: give "
+                             "one ratio per checkpoint")
+        ratios = normalised_ratios(ratios)
+        if args.opts and not args.config_file:
+            raise ValueError(f"config overrides {args.opts} need --config-file")
+        missing = [p for p in input_files(args) if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(f"not found: {', '.join(missing)}")
+        check_outputs(args)
+        cfg = None
+        if args.config_file:
+            cfg = get_cfg()
+            cfg.merge_from_file(args.config_file)
+            cfg.merge_from_list(args.opts)
+        averaged = average_checkpoints(args.weights, ratios)
+        out = Path(args.out)
+        record = {"out": out.name,
+                  "checkpoints": [{"path": str(p), "ratio": r} for p, r in zip(args.weights, ratios)],
+                  "config_file": args.config_file, "overrides": args.opts}
+        atomic_write_json(out.parent / RECORD, record)  # first: it marks the folder as ours
+        atomic_torch_save(out, averaged)
+        if cfg is not None:
+            cfg.MODEL.WEIGHTS = str(out)
+            cfg.OUTPUT_DIR = str(out.parent)
+            write_config(cfg, out.parent / "config.yaml")
+    except (ValueError, OSError) as error:  # CheckpointError and ConfigError are ValueErrors
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(f"wrote {out} = " + " + ".join(f"{r:.3g} x {p}" for p, r in zip(args.weights, ratios)),
+          file=sys.stderr)
+    return record
+
+
+if __name__ == "__main__":
+    main()
