@@ -61,7 +61,8 @@ def test_counts_must_match(two):
 def test_checkpoints_that_do_not_fit_each_other(tmp_path, two):
     other_names = save(tmp_path / "c.pth", {"w": torch.zeros(2), "x": torch.zeros(1),
                                             "count": torch.tensor(1)})
-    with pytest.raises(CheckpointError, match=r"different weights \(e\.g\. h only in .*a\.pth; x only in .*c\.pth\)"):
+    both = r"different weights \(e\.g\. h only in .*a\.pth; x only in .*c\.pth\)"
+    with pytest.raises(CheckpointError, match=both):
         average_checkpoints([two[0], other_names], [1, 1])
     other_shape = save(tmp_path / "d.pth", {"w": torch.zeros(3), "h": torch.zeros(1),
                                             "count": torch.tensor(1)})

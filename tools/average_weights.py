@@ -19,9 +19,10 @@ config with ``MODEL.WEIGHTS`` = OUT and ``OUTPUT_DIR`` = OUT's folder, so that
 ``train_net.py --config-file <folder>/config.yaml --eval-only`` evaluates the average; the config
 should be the one the main checkpoint was trained with (its scoring is what evaluation uses).
 
-Never overwrites an input, nor a file this tool did not write: an existing OUT or config.yaml is
-replaced only with ``--overwrite`` and only when OUT's folder holds an ``averaging.json`` naming OUT;
-a training run's folder (one with ``last_checkpoint``) is refused. Errors end in one ``error:`` line and exit status 1.
+Never overwrites an input, nor a file this tool did not write: an existing OUT or config.yaml
+is replaced only with ``--overwrite`` and only when OUT's folder holds an ``averaging.json``
+naming OUT; a training run's folder (one with ``last_checkpoint``) is refused. Errors end in one
+``error:`` line and exit status 1.
 """
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
         averaged = average_checkpoints(args.weights, ratios)
         out = Path(args.out)
         record = {"out": out.name,
-                  "checkpoints": [{"path": str(p), "ratio": r} for p, r in zip(args.weights, ratios)],
+                  "checkpoints": [{"path": str(p), "ratio": r}
+                                  for p, r in zip(args.weights, ratios)],
                   "config_file": args.config_file, "overrides": args.opts}
         atomic_write_json(out.parent / RECORD, record)  # first: it marks the folder as ours
         atomic_torch_save(out, averaged)
