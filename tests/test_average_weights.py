@@ -51,6 +51,18 @@ def test_bad_ratios(ratios):
         normalised_ratios(ratios)
 
 
+def test_huge_ratios_are_scaled_without_overflow():
+    assert normalised_ratios([1e308, 1e308]) == [0.5, 0.5]
+    assert normalised_ratios([3, 1]) == [0.75, 0.25]
+
+
+def test_names_are_copied_only_when_there(tmp_path):
+    paths = [str(tmp_path / f"{i}.pth") for i in range(2)]
+    for path in paths:
+        torch.save({"model": {"w": torch.ones(1)}}, path)
+    assert set(average_checkpoints(paths, [1, 1])) == {"model"}  # no base_names invented
+
+
 def test_counts_must_match(two):
     with pytest.raises(ValueError, match="at least two"):
         average_checkpoints(two[:1], [1])
@@ -71,6 +83,14 @@ def test_checkpoints_that_do_not_fit_each_other(tmp_path, two):
     other_base = save(tmp_path / "e.pth", torch.load(two[1])["model"], base_names=["lime"])
     with pytest.raises(CheckpointError, match="different base_names"):
         average_checkpoints([two[0], other_base], [1, 1])
+    other_kind = save(tmp_path / "g.pth", {"w": torch.zeros(2, dtype=torch.int64),
+                                           "h": torch.zeros(1), "count": torch.tensor(1)})
+    with pytest.raises(CheckpointError, match="w is torch.int64 in .*g.pth but torch.float32"):
+        average_checkpoints([two[0], other_kind], [1, 1])
+    not_tensor = save(tmp_path / "h.pth", {"w": "text", "h": torch.zeros(1),
+                                           "count": torch.tensor(1)})
+    with pytest.raises(CheckpointError, match="weight w is a str, not a tensor"):
+        average_checkpoints([two[0], not_tensor], [1, 1])
     garbage = tmp_path / "f.pth"
     garbage.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
@@ -130,11 +150,26 @@ def test_tool_never_writes_over_inputs_runs_or_other_files(detectors, tmp_path, 
     out = tmp_path / "soup" / "model_final.pth"
     tool = load_tool("average_weights")
     tool.main(["--weights", *paths, "--out", str(out)])
-    first = out.stat().st_mtime_ns
     assert "give --overwrite" in run_failing(capsys, "--weights", *paths, "--out", str(out))
-    tool.main(["--weights", *paths, "--out", str(out), "--overwrite"])  # our own file: replaced
-    assert out.stat().st_mtime_ns >= first
+    tool.main(["--weights", *paths, "--out", str(out), "--ratios", "1", "0",
+               "--overwrite"])  # our own file: replaced
+    replaced = torch.load(out)["model"]
+    first_run = torch.load(paths[0])["model"]
+    assert all(torch.equal(replaced[k], v) for k, v in first_run.items())
     capsys.readouterr()
+    message = run_failing(capsys, "--weights", *paths, "--out", str(out.parent / "other.pth"))
+    assert "it holds an average of model_final.pth" in message
+    user_config = out.parent / "config.yaml"  # the user's, beside an average made without one
+    user_config.write_text("mine")
+    message = run_failing(capsys, "--weights", *paths, "--out", str(out), "--config-file",
+                          config, "--overwrite")
+    assert "config.yaml was not written by this tool" in message
+    assert user_config.read_text() == "mine"
+    for name in ("config.yaml", "averaging.json"):
+        message = run_failing(capsys, "--weights", *paths, "--out", str(tmp_path / "n" / name))
+        assert "the name of a file written beside it" in message
+    message = run_failing(capsys, "--weights", paths[0], paths[0], "--out", str(tmp_path / "d.pth"))
+    assert "names one file twice" in message
     assert "would overwrite the input" in run_failing(capsys, "--weights", *paths,
                                                       "--out", paths[0], "--overwrite")
     user_file = tmp_path / "mine" / "model.pth"

@@ -21,8 +21,10 @@ should be the one the main checkpoint was trained with (its scoring is what eval
 
 Never overwrites an input, nor a file this tool did not write: an existing OUT or config.yaml
 is replaced only with ``--overwrite`` and only when OUT's folder holds an ``averaging.json``
-naming OUT; a training run's folder (one with ``last_checkpoint``) is refused. Errors end in one
-``error:`` line and exit status 1.
+naming OUT (and, for config.yaml, a config file); a training run's folder (one with
+``last_checkpoint``) is refused. Options come before the ``KEY VALUE`` overrides. Bad inputs end
+in one ``error:`` line and exit status 1 (argparse's usage errors, e.g. a ratio that is not a
+number: status 2).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from ovdet.engine.averaging import average_checkpoints, normalised_ratios
 from ovdet.engine.trainer import write_config
 from ovdet.utils.io import atomic_torch_save, atomic_write_json
 
-RECORD = "averaging.json"
+RECORD, CONFIG = "averaging.json", "config.yaml"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,12 +58,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """ValueError when OUT, its config.yaml or its record would overwrite an input, or a file
-    this tool did not write, or anything without ``--overwrite``."""
+    """ValueError when OUT, its config.yaml or its record would overwrite an input, a file this
+    tool did not write, or anything without ``--overwrite``."""
     out = Path(args.out)
     folder = out.parent
+    if out.name in (RECORD, CONFIG):
+        raise ValueError(f"--out {out} is the name of a file written beside it; name the "
+                         "checkpoint e.g. model_final.pth")
     inputs = {Path(p).resolve(): p for p in input_files(args)}
-    outputs = [out, folder / RECORD] + ([folder / "config.yaml"] if args.config_file else [])
+    outputs = [out, folder / RECORD] + ([folder / CONFIG] if args.config_file else [])
     for output in outputs:
         if output.resolve() in inputs:
             raise ValueError(f"{output} would overwrite the input {inputs[output.resolve()]}; "
@@ -70,17 +75,30 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise ValueError(f"{output} is a folder; --out names a file, e.g. DIR/model_final.pth")
     if (folder / "last_checkpoint").exists():
         raise ValueError(f"{folder} is a training run's folder; write the average elsewhere")
-    existing = [str(p) for p in outputs if p.exists()]
+    existing = [p for p in outputs if p.exists()]
     if not existing:
         return
-    record = folder / RECORD
-    written_here = record.is_file() and _recorded_out(record) == out.name
-    if not written_here:
-        raise ValueError(f"{', '.join(existing)} exist and were not written by this tool (no "
-                         f"{record} naming {out.name}); choose another --out")
+    record = read_record(folder / RECORD)
+    if record is None or record.get("out") != out.name:
+        earlier = f" (it holds an average of {record['out']})" if record else ""
+        raise ValueError(f"{', '.join(map(str, existing))}: not written by this tool for --out "
+                         f"{out.name}{earlier}; choose another --out")
+    if folder / CONFIG in existing and not record.get("config_file"):
+        raise ValueError(f"{folder / CONFIG} was not written by this tool (its earlier average "
+                         "had no --config-file); choose another --out")
     if not args.overwrite:
-        raise ValueError(f"{', '.join(existing)} exist (an earlier average); give --overwrite "
-                         "to replace them")
+        raise ValueError(f"{', '.join(map(str, existing))}: an earlier average; give "
+                         "--overwrite to replace it")
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """ValueError when a checkpoint is named twice (paths compared resolved)."""
+    seen: dict[Path, str] = {}
+    for path in args.weights:
+        if Path(path).resolve() in seen:
+            raise ValueError(f"--weights names one file twice ({seen[Path(path).resolve()]} and "
+                             f"{path}); to weigh it more, use --ratios")
+        seen[Path(path).resolve()] = path
 
 
 def input_files(args: argparse.Namespace) -> list[str]:
@@ -88,12 +106,13 @@ def input_files(args: argparse.Namespace) -> list[str]:
     return [*args.weights, *([args.config_file] if args.config_file else [])]
 
 
-def _recorded_out(record: Path) -> str | None:
-    """The file name of the average ``record`` describes, None if it cannot be read."""
+def read_record(path: Path) -> dict | None:
+    """The record (``averaging.json``) at ``path``; None if there is none or it cannot be read."""
     try:
-        return json.loads(record.read_text()).get("out")
-    except (OSError, ValueError, AttributeError):
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -109,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         missing = [p for p in input_files(args) if not Path(p).is_file()]
         if missing:
             raise FileNotFoundError(f"not found: {', '.join(missing)}")
+        check_inputs(args)
         check_outputs(args)
         cfg = None
         if args.config_file:
@@ -126,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         if cfg is not None:
             cfg.MODEL.WEIGHTS = str(out)
             cfg.OUTPUT_DIR = str(out.parent)
-            write_config(cfg, out.parent / "config.yaml")
+            write_config(cfg, out.parent / CONFIG)
     except (ValueError, OSError) as error:  # CheckpointError and ConfigError are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -9,8 +9,9 @@ are taken from the first checkpoint. Every checkpoint must hold the same weight 
 and have been trained on the same base and stuff names (they decide the base/novel ensemble at
 inference).
 
-The result is a checkpoint dict ``{"model", "base_names", "stuff_names"}``: no optimizer state
-and no iteration, so it starts a run (``MODEL.WEIGHTS``) or is evaluated; it never resumes one.
+The result is a checkpoint dict ``{"model", "base_names", "stuff_names"}`` (the names when the
+checkpoints have them): no optimizer state and no iteration, so it starts a run
+(``MODEL.WEIGHTS``) or is evaluated; it never resumes one.
 """
 from __future__ import annotations
 
@@ -28,41 +29,69 @@ def normalised_ratios(ratios: Sequence[float]) -> list[float]:
     bad = [r for r in ratios if not math.isfinite(r) or r < 0]
     if bad or not ratios:
         raise ValueError(f"ratios must be finite and >= 0, got {list(ratios)}")
-    total = math.fsum(ratios)
-    if total <= 0:
+    largest = max(ratios)
+    if largest <= 0:
         raise ValueError(f"ratios must not all be 0, got {list(ratios)}")
-    return [r / total for r in ratios]
+    total = math.fsum(r / largest for r in ratios)  # scaled first: no overflow for huge ratios
+    return [r / largest / total for r in ratios]
 
 
 def average_checkpoints(paths: Sequence[str], ratios: Sequence[float]) -> dict[str, Any]:
     """The weighted average (module doc) of the checkpoint files ``paths``, ``ratios`` one per
     file (scaled to sum to 1). ValueError for fewer than two files or ratios that do not match;
-    :class:`CheckpointError` for an unreadable file or checkpoints that do not fit each other."""
+    :class:`CheckpointError` for an unreadable file or checkpoints that do not fit each other.
+    ``base_names`` / ``stuff_names`` are copied when the checkpoints have them."""
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
     if len(ratios) != len(paths):
         raise ValueError(f"{len(paths)} checkpoints but {len(ratios)} ratios: give one ratio per "
                          "checkpoint")
     ratios = normalised_ratios(ratios)
-    first = load_checkpoint_file(paths[0])
-    model = {name: torch.as_tensor(value) for name, value in first["model"].items()}
+    first_path = paths[0]
+    first = read_weights(first_path)
+    model = first["model"]
     sums = {name: ratios[0] * value.double() for name, value in model.items()
             if value.is_floating_point()}
     for path, ratio in zip(paths[1:], ratios[1:]):
-        checkpoint = load_checkpoint_file(path)
-        check_same_model(paths[0], first, path, checkpoint)
+        checkpoint = read_weights(path)
+        check_same_model(first_path, first, path, checkpoint)
         for name in sums:
-            sums[name] += ratio * torch.as_tensor(checkpoint["model"][name]).double()
+            sums[name] += ratio * checkpoint["model"][name].double()
     averaged = {name: sums[name].to(value.dtype) if name in sums else value
                 for name, value in model.items()}
-    return {"model": averaged, "base_names": list(first.get("base_names", [])),
-            "stuff_names": list(first.get("stuff_names", []))}
+    names = {key: first[key] for key in ("base_names", "stuff_names") if key in first}
+    return {"model": averaged, **names}
+
+
+def read_weights(path: str) -> dict[str, Any]:
+    """The checkpoint in ``path`` with its ``"model"`` entries as tensors and its
+    ``base_names`` / ``stuff_names`` (when present) as lists of names; CheckpointError when they
+    are not."""
+    checkpoint = load_checkpoint_file(path)
+    if not isinstance(checkpoint["model"], dict):
+        raise CheckpointError(f"{path}: its 'model' entry is not a dict of weights")
+    model = {}
+    for name, value in checkpoint["model"].items():
+        try:
+            model[name] = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise CheckpointError(f"{path}: weight {name} is a {type(value).__name__}, not a "
+                                  "tensor") from None
+    names = {}
+    for key in ("base_names", "stuff_names"):
+        if key in checkpoint:
+            value = checkpoint[key]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):
+                raise CheckpointError(f"{path}: {key} is not a list of names")
+            names[key] = list(value)
+    return {"model": model, **names}
 
 
 def check_same_model(first_path: str, first: dict[str, Any], path: str,
                      checkpoint: dict[str, Any]) -> None:
-    """CheckpointError unless ``checkpoint`` (from ``path``) has the weight names, shapes and
-    base / stuff names of ``first`` (from ``first_path``)."""
+    """CheckpointError unless ``checkpoint`` (from ``path``) has the weight names, shapes, kinds
+    (floating point or not) and base / stuff names of ``first`` (from ``first_path``); both as
+    :func:`read_weights` returns them."""
     names, other = set(first["model"]), set(checkpoint["model"])
     if names != other:
         differences = [f"{', '.join(sorted(keys)[:2])} only in {where}"
@@ -71,12 +100,16 @@ def check_same_model(first_path: str, first: dict[str, Any], path: str,
         raise CheckpointError(f"{path} and {first_path} hold different weights (e.g. "
                               f"{'; '.join(differences)}): they are not the same architecture")
     for name, value in first["model"].items():
-        shape, other_shape = tuple(value.shape), tuple(checkpoint["model"][name].shape)
-        if shape != other_shape:
-            raise CheckpointError(f"{name} has shape {other_shape} in {path} but {shape} in "
+        theirs = checkpoint["model"][name]
+        if tuple(value.shape) != tuple(theirs.shape):
+            raise CheckpointError(f"{name} has shape {tuple(theirs.shape)} in {path} but "
+                                  f"{tuple(value.shape)} in {first_path}: they are not the same "
+                                  "architecture")
+        if value.is_floating_point() != theirs.is_floating_point():
+            raise CheckpointError(f"{name} is {theirs.dtype} in {path} but {value.dtype} in "
                                   f"{first_path}: they are not the same architecture")
     for key in ("base_names", "stuff_names"):
-        if list(first.get(key, [])) != list(checkpoint.get(key, [])):
+        if first.get(key) != checkpoint.get(key):
             raise CheckpointError(f"{path} and {first_path} were trained on different {key} "
-                                  f"({checkpoint.get(key, [])} vs {first.get(key, [])}); "
+                                  f"({checkpoint.get(key)} vs {first.get(key)}); "
                                   "only runs of one training set can be averaged")
