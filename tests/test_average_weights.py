@@ -165,6 +165,16 @@ def test_tool_never_writes_over_inputs_runs_or_other_files(detectors, tmp_path, 
                           config, "--overwrite")
     assert "config.yaml was not written by this tool" in message
     assert user_config.read_text() == "mine"
+    user_config.unlink()
+    # an average with a config, then one without: the earlier config.yaml (ours) goes
+    tool.main(["--weights", *paths, "--out", str(out), "--config-file", config, "--overwrite"])
+    assert user_config.exists()
+    tool.main(["--weights", *paths, "--out", str(out), "--overwrite"])
+    assert not user_config.exists()
+    # killed after the record, before the average: the same command runs again
+    out.unlink()
+    tool.main(["--weights", *paths, "--out", str(out)])
+    assert out.exists()
     for name in ("config.yaml", "averaging.json"):
         message = run_failing(capsys, "--weights", *paths, "--out", str(tmp_path / "n" / name))
         assert "the name of a file written beside it" in message

@@ -20,8 +20,10 @@ config with ``MODEL.WEIGHTS`` = OUT and ``OUTPUT_DIR`` = OUT's folder, so that
 should be the one the main checkpoint was trained with (its scoring is what evaluation uses).
 
 Never overwrites an input, nor a file this tool did not write: an existing OUT or config.yaml
-is replaced only with ``--overwrite`` and only when OUT's folder holds an ``averaging.json``
-naming OUT (and, for config.yaml, a config file); a training run's folder (one with
+is replaced only when OUT's folder holds an ``averaging.json`` naming OUT (and, for config.yaml,
+a config file), and an existing OUT only with ``--overwrite`` (a run killed before it wrote OUT
+just runs again); an average without ``--config-file`` removes the config.yaml of the earlier
+one, which would load the new weights under the old config. A training run's folder (one with
 ``last_checkpoint``) is refused. Options come before the ``KEY VALUE`` overrides. Bad inputs end
 in one ``error:`` line and exit status 1 (argparse's usage errors, e.g. a ratio that is not a
 number: status 2).
@@ -57,9 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_outputs(args: argparse.Namespace) -> None:
+def check_outputs(args: argparse.Namespace) -> dict | None:
     """ValueError when OUT, its config.yaml or its record would overwrite an input, a file this
-    tool did not write, or anything without ``--overwrite``."""
+    tool did not write, or an earlier average without ``--overwrite`` (a run killed before OUT
+    was written needs none). Returns the record of that earlier average, None if there is none."""
     out = Path(args.out)
     folder = out.parent
     if out.name in (RECORD, CONFIG):
@@ -77,7 +80,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise ValueError(f"{folder} is a training run's folder; write the average elsewhere")
     existing = [p for p in outputs if p.exists()]
     if not existing:
-        return
+        return None
     record = read_record(folder / RECORD)
     if record is None or record.get("out") != out.name:
         earlier = f" (it holds an average of {record['out']})" if record else ""
@@ -86,9 +89,9 @@ def check_outputs(args: argparse.Namespace) -> None:
     if folder / CONFIG in existing and not record.get("config_file"):
         raise ValueError(f"{folder / CONFIG} was not written by this tool (its earlier average "
                          "had no --config-file); choose another --out")
-    if not args.overwrite:
-        raise ValueError(f"{', '.join(map(str, existing))}: an earlier average; give "
-                         "--overwrite to replace it")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} is an earlier average; give --overwrite to replace it")
+    return record
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         if missing:
             raise FileNotFoundError(f"not found: {', '.join(missing)}")
         check_inputs(args)
-        check_outputs(args)
+        earlier = check_outputs(args)
         cfg = None
         if args.config_file:
             cfg = get_cfg()
@@ -141,6 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
                   "checkpoints": [{"path": str(p), "ratio": r}
                                   for p, r in zip(args.weights, ratios)],
                   "config_file": args.config_file, "overrides": args.opts}
+        stale_config = out.parent / CONFIG  # the earlier average's, when this one has none
+        if cfg is None and earlier and earlier.get("config_file") and stale_config.exists():
+            stale_config.unlink()
         atomic_write_json(out.parent / RECORD, record)  # first: it marks the folder as ours
         atomic_torch_save(out, averaged)
         if cfg is not None:
